@@ -1,0 +1,194 @@
+"""The ``credbroker`` command: run the operator, or debug a token with the same verifier."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from credbroker import __version__
+from credbroker.settings import (
+    DEFAULT_API_THREADS,
+    DEFAULT_AUDIENCE,
+    DEFAULT_LIVENESS_ENDPOINT,
+    DEFAULT_ORPHAN_MIN_AGE_SECONDS,
+    DEFAULT_RETRY_DELAY_SECONDS,
+    DEFAULT_SWEEP_INTERVAL_SECONDS,
+    DEFAULT_WATCH_SERVER_TIMEOUT_SECONDS,
+    OperatorSettings,
+    operator_namespace_from_env,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="credbroker",
+        description="Mint short-lived credentials for verified Kubernetes workloads.",
+    )
+    parser.add_argument("--version", action="version", version=f"credbroker {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        dest="namespaces",
+        default=[],
+        metavar="NAMESPACE",
+        help="serve bindings only in this namespace (repeat for several); default: cluster-wide",
+    )
+    scope.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="serve bindings in every namespace (default)",
+    )
+    run.add_argument(
+        "--operator-namespace",
+        default=None,
+        help="namespace of the operator and of the targets' admin Secrets "
+        "(default: $CREDBROKER_NAMESPACE, then the pod's own namespace, then 'credbroker')",
+    )
+    run.add_argument(
+        "--audience", default=DEFAULT_AUDIENCE, help="audience of the tokens requested for pods"
+    )
+    run.add_argument(
+        "--issuer",
+        default=None,
+        help="expected token issuer (default: read from the API server's OIDC discovery document)",
+    )
+    run.add_argument(
+        "--jwks-uri", default=None, help="JWKS URL (default: the API server's /openid/v1/jwks)"
+    )
+    run.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=DEFAULT_SWEEP_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help="seconds between sweeps of each target",
+    )
+    run.add_argument(
+        "--orphan-min-age",
+        type=float,
+        default=DEFAULT_ORPHAN_MIN_AGE_SECONDS,
+        metavar="SECONDS",
+        help="minimum age in seconds before a credential that no Secret references is swept",
+    )
+    run.add_argument(
+        "--retry-delay",
+        type=float,
+        default=DEFAULT_RETRY_DELAY_SECONDS,
+        metavar="SECONDS",
+        help="seconds before a failed binding or a transient pod rejection is retried",
+    )
+    run.add_argument(
+        "--pod-label-selector",
+        default=None,
+        help="server-side label selector for the pods the operator watches, such as "
+        "'credbroker.dev/enabled=true' (default: all pods)",
+    )
+    run.add_argument(
+        "--liveness",
+        default=DEFAULT_LIVENESS_ENDPOINT,
+        metavar="URL",
+        help="liveness endpoint served by kopf; empty to disable",
+    )
+    run.add_argument(
+        "--api-threads",
+        type=int,
+        default=DEFAULT_API_THREADS,
+        help="threads (and HTTP connections) for Kubernetes API calls",
+    )
+    run.add_argument(
+        "--watch-timeout",
+        type=float,
+        default=DEFAULT_WATCH_SERVER_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="server-side timeout of each watch request",
+    )
+    run.add_argument(
+        "--peering", default=None, metavar="NAME", help="kopf peering name for hot standby"
+    )
+    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument(
+        "--log-format", choices=["plain", "full", "json"], default="full", help="log line format"
+    )
+    run.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+
+    verify = commands.add_parser(
+        "verify-token", help="verify a projected service-account token as the operator would"
+    )
+    from credbroker.identity import verify_command
+
+    verify_command.add_arguments(verify)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
+    """Turn the ``run`` arguments into operator settings."""
+    return OperatorSettings(
+        namespace=args.operator_namespace or operator_namespace_from_env(),
+        audience=args.audience,
+        watch_namespaces=tuple(args.namespaces),
+        issuer=args.issuer,
+        jwks_uri=args.jwks_uri,
+        sweep_interval_seconds=args.sweep_interval,
+        orphan_min_age_seconds=args.orphan_min_age,
+        retry_delay_seconds=args.retry_delay,
+        pod_label_selector=args.pod_label_selector,
+        liveness_endpoint=args.liveness or None,
+        api_threads=max(1, args.api_threads) if args.api_threads else DEFAULT_API_THREADS,
+        watch_server_timeout_seconds=args.watch_timeout,
+        watch_client_timeout_seconds=args.watch_timeout + 30,
+        peering_name=args.peering,
+        priority=args.priority,
+    )
+
+
+def run_operator(settings: OperatorSettings, *, log_format: str, verbose: bool) -> int:
+    """Run the operator until it is stopped by a signal."""
+    import kopf
+
+    from credbroker import handlers
+
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings)
+    logger.info("Starting credbroker %s", __version__)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            clusterwide=settings.clusterwide,
+            namespaces=list(settings.watch_namespaces),
+            liveness_endpoint=settings.liveness_endpoint,
+            standalone=settings.peering_name is None,
+            peering_name=settings.peering_name,
+            priority=settings.priority,
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``credbroker`` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run_operator(
+            settings_from_args(args), log_format=args.log_format, verbose=args.verbose
+        )
+    if args.command == "verify-token":
+        from credbroker.identity import verify_command
+
+        return asyncio.run(verify_command.run(args))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

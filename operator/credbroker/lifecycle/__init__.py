@@ -1,0 +1,1 @@
+"""Renew before expiry, revoke what is replaced or unused, and sweep what a crash left."""

@@ -1,0 +1,1 @@
+"""Systems that credbroker mints credentials on, one module per kind of target."""
