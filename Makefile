@@ -19,3 +19,26 @@ cluster: ## Start the local control plane in the background; use it with: eval "
 
 cluster-down: ## Stop the local control plane started by `make cluster`.
 	@$(LOCALCLUSTER) down
+
+## --- Project ---
+
+.PHONY: install lint test test-unit test-e2e demo
+
+install: ## Install credbroker and its test dependencies into the current Python.
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+lint: ## Run ruff and mypy --strict.
+	$(PYTHON) -m ruff check operator tests e2e
+	$(PYTHON) -m mypy
+
+test: install lint ## Lint, then run every test: unit, PostgreSQL and end-to-end.
+	$(PYTHON) -m pytest -v -ra
+
+test-unit: ## Run the tests that need neither a cluster nor PostgreSQL.
+	$(PYTHON) -m pytest -q -m "not e2e and not postgres"
+
+test-e2e: ## Run only the end-to-end suite (starts the local control plane).
+	$(PYTHON) -m pytest -v -ra -m e2e
+
+demo: install ## Run the whole story: control plane, PostgreSQL, operator, examples, and a login.
+	$(PYTHON) e2e/demo.py $(DEMO_ARGS)

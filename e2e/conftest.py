@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 # Makes `import localcluster` work for every test under e2e/.
 sys.path.insert(0, str(Path(__file__).resolve().parent))

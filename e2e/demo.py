@@ -72,7 +72,9 @@ def run(*, keep: bool, work_dir: Path) -> int:
             core = client.CoreV1Api(api)
             ensure_namespace(core, OPERATOR_NAMESPACE)
             admin = client.V1Secret(
-                metadata=client.V1ObjectMeta(name="orders-postgres-admin", namespace=OPERATOR_NAMESPACE),
+                metadata=client.V1ObjectMeta(
+                    name="orders-postgres-admin", namespace=OPERATOR_NAMESPACE
+                ),
                 string_data={"username": postgres.admin_user, "password": postgres.admin_password},
             )
             try:
@@ -124,7 +126,11 @@ def run(*, keep: bool, work_dir: Path) -> int:
                 "credbroker.dev", "v1alpha1", "shop", "credentialbindings", "orders"
             )
             ready = next(
-                (c for c in binding.get("status", {}).get("conditions", []) if c["type"] == "Ready"),
+                (
+                    c
+                    for c in binding.get("status", {}).get("conditions", [])
+                    if c["type"] == "Ready"
+                ),
                 {},
             )
             step(f"binding shop/orders: Ready={ready.get('status')} ({ready.get('message', '')})")

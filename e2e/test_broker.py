@@ -200,15 +200,12 @@ def test_verified_pod_gets_working_login(
     assert member == (True,)
     assert not_member == (False,)
 
-    binding = wait_for(
-        lambda: (
-            (b := _binding(api, namespace, "orders"))
-            if (_condition(b, "Ready") or {}).get("status") == "True"
-            else None
-        ),
-        timeout_seconds=30,
-        what="binding Ready=True",
-    )
+    def ready_binding() -> dict[str, Any] | None:
+        binding = _binding(api, namespace, "orders")
+        ready = _condition(binding, "Ready") or {}
+        return binding if ready.get("status") == "True" else None
+
+    binding = wait_for(ready_binding, timeout_seconds=30, what="binding Ready=True")
     status = binding["status"]
     assert status["credentialId"] == annotations["credbroker.dev/credential-id"]
     assert status["expiresAt"] == annotations["credbroker.dev/expires-at"]

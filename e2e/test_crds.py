@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -57,7 +58,7 @@ def crds(cluster: ClusterAccess) -> ClusterAccess:
 
 
 def namespace_for(kind: str, request: pytest.FixtureRequest) -> str | None:
-    """Return a fresh namespace for a binding; targets are cluster-scoped."""
+    """Return a fresh namespace for a binding, or None for a cluster-scoped target."""
     if kind == "CredentialBinding":
         name: str = request.getfixturevalue("namespace")
         return name
@@ -227,3 +228,17 @@ def test_selector_query_on_server(crds: ClusterAccess, namespace: str) -> None:
             expected = {name for name, labels in POD_LABELS.items() if selector.matches(labels)}
 
             assert selected == expected, f"{selector.to_query()!r}"
+
+
+def test_example_files_on_server(crds: ClusterAccess, namespace: str) -> None:
+    examples_dir = CRD_DIR.parent / "examples"
+    for name in ["target-postgres.yaml", "binding-orders.yaml"]:
+        (document,) = yaml.safe_load_all((examples_dir / name).read_text())
+        if document["kind"] == "CredentialBinding":
+            document["metadata"]["namespace"] = namespace
+
+        result = crds.kubectl(
+            "create", "--dry-run=server", "-f", "-", input=json.dumps(document), check=False
+        )
+
+        assert result.returncode == 0, f"{name}: {result.stderr}"

@@ -5,15 +5,9 @@ Import it with ``e2e/`` on ``sys.path``: pytest does that through
 root (for example ``PYTHONPATH=e2e python -m localcluster up``).
 """
 
+from .access import ClusterAccess, ClusterError, ExternalCluster, KubectlError
 from .binaries import BuildError, CachedBinary, ensure_controlplane_binary, ensure_helm
-from .cluster import (
-    ClusterAccess,
-    ClusterError,
-    ExternalCluster,
-    KubectlError,
-    LocalCluster,
-    start_cluster,
-)
+from .cluster import LocalCluster, remove_orphaned_clusters, start_cluster
 from .waiting import wait_until
 
 __all__ = [
@@ -26,6 +20,7 @@ __all__ = [
     "LocalCluster",
     "ensure_controlplane_binary",
     "ensure_helm",
+    "remove_orphaned_clusters",
     "start_cluster",
     "wait_until",
 ]

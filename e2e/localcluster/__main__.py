@@ -14,8 +14,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from .access import ClusterError
 from .binaries import BuildError
-from .cluster import DEFAULT_STATE_DIR, ClusterError, LocalCluster
+from .cluster import DEFAULT_STATE_DIR, LocalCluster
 
 logger = logging.getLogger("localcluster")
 

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .processes import executable_of
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +31,12 @@ BINARY_NAME = "controlplane"
 
 HELM_VERSION = "v3.21.4"
 HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
+# Default Kubernetes version of `helm template`, as helm's release Makefile
+# sets it: client-go's version plus one major. helm v3.21.4 requires client-go
+# v0.36.2, so released binaries default to v1.36.
+HELM_DEFAULT_KUBE_VERSION = ("1", "36")
 
-# Part of the cache key, so a change to the flags builds a new binary.
+# Part of the cache key with the -ldflags, so a change to the flags builds a new binary.
 GO_BUILD_FLAGS = ("-trimpath",)
 
 
@@ -65,6 +71,7 @@ def source_hash(source_dir: Path = CONTROLPLANE_SOURCE_DIR) -> str:
     """Hash go.mod, go.sum, every .go file and the build flags into a short hex key."""
     digest = hashlib.sha256()
     digest.update(" ".join(GO_BUILD_FLAGS).encode())
+    digest.update(_ldflags(kubernetes_version(source_dir)).encode())
     files = [source_dir / "go.mod", source_dir / "go.sum", *sorted(source_dir.rglob("*.go"))]
     for file in files:
         digest.update(b"\0" + file.relative_to(source_dir).as_posix().encode() + b"\0")
@@ -150,20 +157,73 @@ def ensure_controlplane_binary(source_dir: Path = CONTROLPLANE_SOURCE_DIR) -> Ca
         )
         partial.rename(binary)
         logger.info("built %s in %.1f s", binary, time.monotonic() - started)
-        return CachedBinary(path=binary, from_cache=False)
+    _prune_other_builds(keep=target_dir)
+    return CachedBinary(path=binary, from_cache=False)
+
+
+def _prune_other_builds(*, keep: Path) -> None:
+    """Remove cached control-plane builds other than ``keep`` that nothing uses.
+
+    Each build is about 250 MB, and every change to e2e/controlplane adds one.
+    A build is in use while a process runs it or another process holds its
+    lock, which it does while building.
+    """
+    in_use: set[Path] = set()
+    for entry in Path("/proc").iterdir():
+        executable = executable_of(int(entry.name)) if entry.name.isdigit() else None
+        if executable is not None:
+            in_use.add(Path(executable).parent)
+
+    for build_dir in keep.parent.iterdir():
+        if not build_dir.is_dir() or build_dir == keep or build_dir in in_use:
+            continue
+        lock_file = build_dir.with_name(f"{build_dir.name}.lock")
+        with lock_file.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            logger.info("removing old control-plane build %s", build_dir)
+            shutil.rmtree(build_dir, ignore_errors=True)
+            lock_file.unlink(missing_ok=True)
+
+
+def _helm_ldflags(version: str) -> str:
+    # The -X flags of helm's release builds. Without them `helm version` shows
+    # only "vMAJOR.MINOR" and `helm template` assumes Kubernetes v1.20.0, which
+    # fails charts whose kubeVersion asks for anything newer.
+    major, minor = HELM_DEFAULT_KUBE_VERSION
+    return " ".join(
+        [
+            f"-X helm.sh/helm/v3/internal/version.version={version}",
+            f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor={major}",
+            f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={minor}",
+            f"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor={major}",
+            f"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor={minor}",
+        ]
+    )
 
 
 def ensure_helm(version: str = HELM_VERSION) -> CachedBinary:
-    """Return the cached helm binary, installing it with ``go install`` on a cache miss."""
+    """Return the cached helm binary, installing it with ``go install`` on a cache miss.
+
+    A stamp file next to the binary records a finished install, so a binary
+    left by an interrupted or older install is replaced.
+    """
     gobin = cache_root() / f"helm-{version}"
     helm = gobin / "helm"
+    stamp = gobin / "helm.installed"
+    ldflags = _helm_ldflags(version)
 
-    if helm.is_file():
+    def cached() -> bool:
+        return helm.is_file() and stamp.is_file() and stamp.read_text() == ldflags
+
+    if cached():
         logger.info("helm cache hit: %s", helm)
         return CachedBinary(path=helm, from_cache=True)
 
     with _locked(cache_root() / f"helm-{version}.lock"):
-        if helm.is_file():
+        if cached():
             logger.info("helm cache hit after waiting for an install: %s", helm)
             return CachedBinary(path=helm, from_cache=True)
 
@@ -171,10 +231,11 @@ def ensure_helm(version: str = HELM_VERSION) -> CachedBinary:
         gobin.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         _run_go(
-            ["install", f"{HELM_MODULE}@{version}"],
+            ["install", f"-ldflags={ldflags}", f"{HELM_MODULE}@{version}"],
             cwd=gobin,
             env={**os.environ, "GOBIN": str(gobin)},
             log_file=cache_root() / f"helm-{version}.install.log",
         )
+        stamp.write_text(ldflags)
         logger.info("installed %s in %.1f s", helm, time.monotonic() - started)
         return CachedBinary(path=helm, from_cache=False)

@@ -5,24 +5,20 @@ operator talks to is real: RBAC, admission, CRDs, watches, TokenRequest and
 TokenReview, the service-account issuer's JWKS, and the controllers for
 namespaces, service accounts, garbage collection and the root CA ConfigMap.
 
-:class:`LocalCluster` starts and stops one such cluster. :class:`ExternalCluster`
-offers the same attributes and methods for a cluster that already exists, such
-as kind, k3d or a real one, reached through an admin kubeconfig.
+:class:`LocalCluster` starts and stops one such cluster, in a temporary
+directory or, for ``python -m localcluster up``, in a state directory that
+records its pids.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import http.client
 import json
 import logging
 import os
 import shutil
 import signal
-import socket
-import ssl
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,16 +27,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from kubernetes import config as kubernetes_config
-from kubernetes.client import ApiClient
-
 from . import binaries
-from .kubeconfig import read_current_cluster, write_kubeconfig
+from .access import ClusterAccess, ClusterError
+from .kubeconfig import write_kubeconfig
 from .pki import ClusterPKI, write_cluster_pki
+from .probes import AdminConnection, http_get, loopback_ports
 from .processes import (
     DETACHED_OWNER_PREFIX,
     ComponentProcess,
     executable_of,
+    owner_is_alive,
     owner_token,
     start_component,
     stop_components,
@@ -51,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = binaries.REPO_ROOT / ".cluster"
 STATE_FILE_NAME = "cluster.json"
+TEMPORARY_STATE_DIR_PREFIX = "credbroker-cluster-"
 KEEP_STATE_ENV = "CREDBROKER_E2E_KEEP_STATE"
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -74,7 +71,6 @@ ADMISSION_PLUGINS = (
 ETCD_READY_TIMEOUT_SECONDS = 30.0
 APISERVER_READY_TIMEOUT_SECONDS = 120.0
 DEFAULT_SERVICE_ACCOUNT_TIMEOUT_SECONDS = 60.0
-PROBE_TIMEOUT_SECONDS = 5.0
 PROBE_INTERVAL_SECONDS = 0.2
 
 # Entries that LocalCluster creates in a state directory. Stopping removes only
@@ -88,153 +84,6 @@ _STATE_ENTRIES = (
     "kube-controller-manager.kubeconfig",
     STATE_FILE_NAME,
 )
-
-
-class ClusterError(RuntimeError):
-    """Raised when the control plane fails to start, or a state directory is unusable."""
-
-
-class KubectlError(subprocess.CalledProcessError):
-    """A failed kubectl call whose message includes kubectl's stderr."""
-
-    def __str__(self) -> str:
-        return f"{super().__str__()}\nstderr:\n{self.stderr}"
-
-
-class ClusterAccess:
-    """Connection details of a cluster and helpers to drive it as an admin.
-
-    Attributes: ``kubeconfig`` (admin kubeconfig), ``server`` (https URL of
-    the apiserver), ``ca_file`` (PEM of the CA that signs the serving
-    certificate), ``issuer`` (service-account token issuer), ``helm`` (pinned
-    helm binary) and ``binary`` (control-plane binary, used for kubectl).
-    """
-
-    def __init__(
-        self,
-        *,
-        kubeconfig: Path,
-        server: str,
-        ca_file: Path,
-        issuer: str,
-        helm: Path,
-        binary: Path,
-    ) -> None:
-        self.kubeconfig = kubeconfig
-        self.server = server
-        self.ca_file = ca_file
-        self.issuer = issuer
-        self.helm = helm
-        self.binary = binary
-
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl from the control-plane binary against this cluster and capture its output.
-
-        Raises :class:`KubectlError` on a non-zero exit when ``check`` is true.
-        """
-        command = [str(self.binary), "kubectl", f"--kubeconfig={self.kubeconfig}", *args]
-        result = subprocess.run(command, input=input, capture_output=True, text=True, check=False)
-        if check and result.returncode != 0:
-            raise KubectlError(result.returncode, command, result.stdout, result.stderr)
-        return result
-
-    def api_client(self) -> ApiClient:
-        """Return a new ``kubernetes.client.ApiClient`` with admin rights; the caller closes it."""
-        return kubernetes_config.new_client_from_config(config_file=str(self.kubeconfig))
-
-    def stop(self) -> None:
-        """Release the cluster; the base class owns nothing and does nothing."""
-
-
-class ExternalCluster(ClusterAccess):
-    """A cluster that exists already, reached through an admin kubeconfig.
-
-    ``stop`` leaves it running.
-    """
-
-    @classmethod
-    def connect(cls, kubeconfig: Path) -> ExternalCluster:
-        """Read ``kubeconfig``, then ask the cluster for its issuer with the cached kubectl."""
-        kubeconfig = kubeconfig.expanduser().resolve()
-        if not kubeconfig.is_file():
-            raise ClusterError(f"kubeconfig {kubeconfig} not found")
-        current = read_current_cluster(kubeconfig)
-        if current.ca_file is not None:
-            ca_file = current.ca_file
-        else:
-            handle, name = tempfile.mkstemp(prefix="credbroker-e2e-ca-", suffix=".crt")
-            with os.fdopen(handle, "wb") as ca_out:
-                ca_out.write(current.ca_pem or b"")
-            ca_file = Path(name)
-            atexit.register(ca_file.unlink, missing_ok=True)
-
-        cluster = cls(
-            kubeconfig=kubeconfig,
-            server=current.server,
-            ca_file=ca_file,
-            issuer="",
-            helm=binaries.ensure_helm().path,
-            binary=binaries.ensure_controlplane_binary().path,
-        )
-        discovery = cluster.kubectl("get", "--raw", "/.well-known/openid-configuration")
-        cluster.issuer = json.loads(discovery.stdout)["issuer"]
-        logger.info("using existing cluster %s (issuer %s)", cluster.server, cluster.issuer)
-        return cluster
-
-
-def _free_loopback_port() -> int:
-    # NOTE: the port is free when this returns, but another process can take
-    # it before the component binds it. The component then fails to start and
-    # LocalCluster.start reports its log.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _loopback_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(_free_loopback_port())
-    return sorted(ports)
-
-
-class _AdminConnection:
-    """HTTPS GETs to the apiserver with the admin client certificate, for readiness probes."""
-
-    def __init__(self, *, port: int, pki: ClusterPKI) -> None:
-        self._port = port
-        self._context = ssl.create_default_context(cafile=str(pki.ca.cert))
-        self._context.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        """Return the status and body of GET ``path``, or status 0 if the connection failed."""
-        connection = http.client.HTTPSConnection(
-            "127.0.0.1", self._port, context=self._context, timeout=PROBE_TIMEOUT_SECONDS
-        )
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, response.read()
-        except (OSError, http.client.HTTPException):
-            return 0, b""
-        finally:
-            connection.close()
-
-
-def _http_get(url: str) -> tuple[int, bytes]:
-    host_port = url.removeprefix("http://").split("/", 1)[0]
-    host, _, port = host_port.partition(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=PROBE_TIMEOUT_SECONDS)
-    try:
-        connection.request("GET", "/" + url.removeprefix("http://").split("/", 1)[1])
-        response = connection.getresponse()
-        return response.status, response.read()
-    except (OSError, http.client.HTTPException):
-        return 0, b""
-    finally:
-        connection.close()
 
 
 _live_clusters: list[LocalCluster] = []
@@ -293,6 +142,7 @@ class LocalCluster(ClusterAccess):
         self.binary_from_cache = binary.from_cache
         self.helm_from_cache = helm.from_cache
         self.components: list[ComponentProcess] = []
+        self.owner = f"{DETACHED_OWNER_PREFIX}{state_dir}" if detached else owner_token()
         self.startup_seconds = 0.0
         self._stopped = False
         self._stop_lock = threading.RLock()
@@ -307,20 +157,16 @@ class LocalCluster(ClusterAccess):
         components stop when this process exits, even by SIGTERM or SIGKILL.
         """
         started = time.monotonic()
-        stop_orphaned_components(binaries.cache_root() / "controlplane")
+        remove_orphaned_clusters()
         binary = binaries.ensure_controlplane_binary()
         helm = binaries.ensure_helm()
 
         if state_dir is None:
-            state_dir = Path(tempfile.mkdtemp(prefix="credbroker-cluster-"))
+            state_dir = Path(tempfile.mkdtemp(prefix=TEMPORARY_STATE_DIR_PREFIX))
             owns_state_dir = True
         else:
             state_dir = state_dir.expanduser().resolve()
-            if (state_dir / STATE_FILE_NAME).exists():
-                raise ClusterError(
-                    f"{state_dir} already holds a cluster's state: stop it with "
-                    f"`python -m localcluster down --state-dir {state_dir}` first"
-                )
+            _clean_stale_state_dir(state_dir)
             state_dir.mkdir(parents=True, exist_ok=True)
             owns_state_dir = False
 
@@ -335,6 +181,7 @@ class LocalCluster(ClusterAccess):
             _install_exit_handlers()
             _live_clusters.append(cluster)
         try:
+            cluster._write_state()
             cluster._launch()
         except BaseException:
             cluster.stop()
@@ -351,7 +198,7 @@ class LocalCluster(ClusterAccess):
 
     def _launch(self) -> None:
         pki = write_cluster_pki(self.state_dir / "pki", service_ip=KUBERNETES_SERVICE_IP)
-        etcd_client_port, etcd_peer_port, apiserver_port = _loopback_ports(3)
+        etcd_client_port, etcd_peer_port, apiserver_port = loopback_ports(3)
         self.server = f"https://127.0.0.1:{apiserver_port}"
         write_kubeconfig(
             self.kubeconfig,
@@ -381,7 +228,7 @@ class LocalCluster(ClusterAccess):
         )
         self._wait_until(
             etcd,
-            lambda: _http_get(f"{etcd_url}/health")[0] == 200,
+            lambda: http_get(f"{etcd_url}/health")[0] == 200,
             timeout_seconds=ETCD_READY_TIMEOUT_SECONDS,
             what=f"etcd to serve {etcd_url}/health",
         )
@@ -389,7 +236,7 @@ class LocalCluster(ClusterAccess):
         apiserver = self._start(
             "kube-apiserver", self._apiserver_args(pki, etcd_url, apiserver_port)
         )
-        admin = _AdminConnection(port=apiserver_port, pki=pki)
+        admin = AdminConnection(port=apiserver_port, pki=pki)
         self._wait_until(
             apiserver,
             lambda: admin.get("/readyz")[0] == 200,
@@ -452,16 +299,16 @@ class LocalCluster(ClusterAccess):
         ]
 
     def _start(self, name: str, args: list[str]) -> ComponentProcess:
-        owner = f"{DETACHED_OWNER_PREFIX}{self.state_dir}" if self.detached else owner_token()
         component = start_component(
             name=name,
             argv=[str(self.binary), name, *args],
             log_file=self.state_dir / "logs" / f"{name}.log",
-            owner=owner,
+            owner=self.owner,
             die_with_parent=not self.detached
             and threading.current_thread() is threading.main_thread(),
         )
         self.components.append(component)
+        self._write_state()
         return component
 
     def _wait_until(
@@ -490,7 +337,10 @@ class LocalCluster(ClusterAccess):
             time.sleep(PROBE_INTERVAL_SECONDS)
 
     def _write_state(self) -> None:
+        # Written before the first component starts and after each one, so a
+        # later start or `down` can find the processes of a half-started cluster.
         state = {
+            "owner": self.owner,
             "server": self.server,
             "issuer": self.issuer,
             "kubeconfig": str(self.kubeconfig),
@@ -518,6 +368,7 @@ class LocalCluster(ClusterAccess):
             binary=binaries.CachedBinary(path=Path(state["binary"]), from_cache=True),
             helm=binaries.CachedBinary(path=Path(state["helm"]), from_cache=True),
         )
+        cluster.owner = state.get("owner", cluster.owner)
         cluster.server = state["server"]
         cluster.components = [
             ComponentProcess(name=c["name"], pid=c["pid"], log_file=Path(c["log_file"]))
@@ -532,6 +383,10 @@ class LocalCluster(ClusterAccess):
         """Return whether all three components run (it does not probe readiness)."""
         names = {c.name for c in self.components if c.is_running()}
         return names == {"etcd", "kube-apiserver", "kube-controller-manager"}
+
+    def any_running(self) -> bool:
+        """Return whether at least one component still runs."""
+        return any(c.is_running() for c in self.components)
 
     def memory_rss_bytes(self) -> dict[str, int]:
         """Return the resident set size of each running component, in bytes."""
@@ -579,6 +434,46 @@ class LocalCluster(ClusterAccess):
         else:
             with contextlib.suppress(OSError):
                 self.state_dir.rmdir()  # Only if nothing else is in it.
+
+
+def _clean_stale_state_dir(state_dir: Path) -> None:
+    """Remove a previous cluster's state from ``state_dir`` if none of its components run."""
+    previous = LocalCluster.from_state_dir(state_dir)
+    if previous is None:
+        return
+    if previous.any_running() and owner_is_alive(previous.owner):
+        raise ClusterError(
+            f"{state_dir} belongs to a running cluster ({previous.server}): stop it with "
+            f"`python -m localcluster down --state-dir {state_dir}` or choose another directory"
+        )
+    logger.warning("removing stale cluster state from %s (owner %s)", state_dir, previous.owner)
+    previous.stop()
+
+
+def remove_orphaned_clusters() -> None:
+    """Kill the components of launchers that have exited and remove their temporary state.
+
+    :meth:`LocalCluster.start` calls this first. Clusters whose launcher still
+    runs, and detached clusters, are left alone.
+    """
+    stop_orphaned_components(binaries.cache_root() / "controlplane")
+    _remove_orphaned_temporary_state_dirs()
+
+
+def _remove_orphaned_temporary_state_dirs() -> None:
+    """Remove temporary state directories of exited launchers whose components are gone."""
+    for state_dir in Path(tempfile.gettempdir()).glob(f"{TEMPORARY_STATE_DIR_PREFIX}*"):
+        try:
+            previous = LocalCluster.from_state_dir(state_dir)
+        except (OSError, ValueError, KeyError) as error:
+            logger.warning("skipping unreadable cluster state in %s: %s", state_dir, error)
+            continue
+        if previous is None or owner_is_alive(previous.owner) or previous.any_running():
+            continue
+        logger.warning(
+            "removing %s, left by launcher %s that has exited", state_dir, previous.owner
+        )
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

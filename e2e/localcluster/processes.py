@@ -8,8 +8,9 @@ which then stops the components in order.
 Every component gets the environment variable ``CREDBROKER_CONTROLPLANE_OWNER``
 set to the launcher's ``<pid>:<start time>`` (or to ``detached:<state dir>`` for
 ``python -m localcluster up``). On start, :func:`stop_orphaned_components` finds
-control-plane processes whose owner is gone and stops them, which cleans up
-after a launcher that was killed with SIGKILL.
+control-plane processes whose owner is gone and kills them. That cleans up
+after a launcher that died in a way the parent-death signal does not cover,
+such as a worker thread that started the cluster and then exited.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def owner_token(pid: int | None = None) -> str:
     return f"{pid}:{process_start_time(pid)}"
 
 
-def _owner_is_alive(owner: str) -> bool:
+def owner_is_alive(owner: str) -> bool:
+    """Return whether the launcher named by an owner value still runs; detached owners always do."""
     if owner.startswith(DETACHED_OWNER_PREFIX):
         return True
     pid_text, _, start_time = owner.partition(":")
@@ -69,11 +71,13 @@ def _owner_is_alive(owner: str) -> bool:
 
 
 def _die_with_parent() -> None:
-    # Runs in the child between fork and exec. PR_SET_PDEATHSIG sends SIGTERM
-    # to the child when the thread that forked it exits, so components do not
-    # outlive a launcher killed by SIGKILL.
+    # Runs in the child between fork and exec. PR_SET_PDEATHSIG makes the kernel
+    # send the signal when the thread that forked the child exits, so components
+    # do not outlive a launcher killed by SIGKILL. It is SIGKILL, not SIGTERM,
+    # because all components would get it at once, and kube-apiserver then
+    # hangs in its graceful shutdown retrying the etcd that just exited.
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 @dataclass
@@ -118,7 +122,7 @@ def start_component(
 ) -> ComponentProcess:
     """Start ``argv`` in a new session with output to ``log_file``.
 
-    With ``die_with_parent``, the kernel sends the component SIGTERM when the
+    With ``die_with_parent``, the kernel sends the component SIGKILL when the
     calling thread exits. Callers pass it only from the main thread, because a
     worker thread that ends would otherwise take the component with it.
     """
@@ -168,17 +172,20 @@ def _wait(condition: Callable[[], bool], timeout_seconds: float) -> bool:
 
 
 def stop_components(
-    components: Iterable[ComponentProcess], *, timeout_seconds: float = STOP_TIMEOUT_SECONDS
+    components: Iterable[ComponentProcess],
+    *,
+    timeout_seconds: float = STOP_TIMEOUT_SECONDS,
+    signum: signal.Signals = signal.SIGTERM,
 ) -> None:
-    """Send SIGTERM to each component's process group, then SIGKILL what is left after the timeout.
+    """Send ``signum`` to each component's process group, then SIGKILL what outlives the timeout.
 
-    The components are stopped together. Each one leads its own group, so its
-    pid is also the group id.
+    The components are signalled together. Each one leads its own group, so
+    its pid is also the group id.
     """
     components = list(components)
     for component in components:
-        logger.info("stopping %s (pid %d)", component.name, component.pid)
-        _signal_group(component.pid, signal.SIGTERM)
+        logger.info("stopping %s (pid %d) with %s", component.name, component.pid, signum.name)
+        _signal_group(component.pid, signum)
 
     def all_gone() -> bool:
         for component in components:
@@ -193,10 +200,11 @@ def stop_components(
     for component in components:
         if _group_exists(component.pid):
             logger.warning(
-                "%s (pid %d) did not stop within %.0f s of SIGTERM: sending SIGKILL",
+                "%s (pid %d) did not stop within %.0f s of %s: sending SIGKILL",
                 component.name,
                 component.pid,
                 timeout_seconds,
+                signum.name,
             )
             _signal_group(component.pid, signal.SIGKILL)
     if not _wait(all_gone, timeout_seconds):
@@ -234,7 +242,7 @@ def runs_binary_under(pid: int, directory: Path) -> bool:
 
 
 def stop_orphaned_components(binary_dir: Path) -> list[int]:
-    """Stop control-plane processes whose launcher has exited, and return their pids.
+    """Kill control-plane processes whose launcher has exited, and return their pids.
 
     Only processes that run a binary under ``binary_dir`` are inspected, and
     only their own environment is read. Components of a detached cluster and
@@ -248,7 +256,7 @@ def stop_orphaned_components(binary_dir: Path) -> list[int]:
         if pid == os.getpid() or not runs_binary_under(pid, binary_dir):
             continue
         owner = _read_owner(pid)
-        if owner is None or _owner_is_alive(owner):
+        if owner is None or owner_is_alive(owner):
             continue
         logger.warning(
             "found control-plane process %d left by launcher %s, which has exited: stopping it",
@@ -257,5 +265,7 @@ def stop_orphaned_components(binary_dir: Path) -> list[int]:
         )
         orphans.append(ComponentProcess(name=f"orphan {pid}", pid=pid, log_file=Path(os.devnull)))
     if orphans:
-        stop_components(orphans)
+        # SIGKILL: a graceful stop gains nothing for a cluster nobody uses, and
+        # kube-apiserver can hang in it when etcd is gone.
+        stop_components(orphans, signum=signal.SIGKILL)
     return [orphan.pid for orphan in orphans]

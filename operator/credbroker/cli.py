@@ -159,6 +159,10 @@ def run_operator(settings: OperatorSettings, *, log_format: str, verbose: bool) 
     from credbroker import handlers
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[log_format.upper()])
+    if not verbose:
+        # kopf logs every pod event handler's success at INFO; that is one
+        # line per pod change in the cluster, so keep only its warnings.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     logger.info("Starting credbroker %s", __version__)

@@ -23,7 +23,7 @@ import asyncio
 import base64
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -346,12 +346,13 @@ class SecretStore:
     """
 
     def __init__(self, api: SecretsApi) -> None:
+        self.api_calls = 0
         self._api = api
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """Return the Secret as a plain dict, or ``None`` when it does not exist."""
         try:
-            result = await asyncio.to_thread(self._api.read_namespaced_secret, name, namespace)
+            result = await self._call(self._api.read_namespaced_secret, name, namespace)
         except ApiException as error:
             if error.status == _HTTP_NOT_FOUND:
                 return None
@@ -444,7 +445,7 @@ class SecretStore:
                 "resourceVersion": existing_metadata.get("resourceVersion"),
             }
             try:
-                await asyncio.to_thread(
+                await self._call(
                     self._api.delete_namespaced_secret,
                     name,
                     namespace,
@@ -495,7 +496,7 @@ class SecretStore:
     async def _create(self, *, namespace: str, name: str, body: Mapping[str, Any]) -> bool:
         """Create the Secret; return ``False`` when one of that name exists."""
         try:
-            await asyncio.to_thread(self._api.create_namespaced_secret, namespace, body)
+            await self._call(self._api.create_namespaced_secret, namespace, body)
         except ApiException as error:
             if error.status == _HTTP_CONFLICT:
                 return False
@@ -507,7 +508,7 @@ class SecretStore:
     async def _replace(self, *, namespace: str, name: str, body: Mapping[str, Any]) -> bool:
         """Replace the Secret; return ``False`` when it changed or vanished since it was read."""
         try:
-            await asyncio.to_thread(self._api.replace_namespaced_secret, name, namespace, body)
+            await self._call(self._api.replace_namespaced_secret, name, namespace, body)
         except ApiException as error:
             if error.status in (_HTTP_CONFLICT, _HTTP_NOT_FOUND):
                 return False
@@ -521,14 +522,14 @@ class SecretStore:
     ) -> dict[str, Any]:
         try:
             if namespace is None:
-                result = await asyncio.to_thread(
+                result = await self._call(
                     self._api.list_secret_for_all_namespaces,
                     label_selector=MANAGED_SELECTOR,
                     limit=LIST_PAGE_SIZE_ITEMS,
                     _continue=continue_token,
                 )
             else:
-                result = await asyncio.to_thread(
+                result = await self._call(
                     self._api.list_namespaced_secret,
                     namespace,
                     label_selector=MANAGED_SELECTOR,
@@ -540,6 +541,11 @@ class SecretStore:
         except HTTPError as error:
             raise _connection_error(error, verb="list", namespace=namespace, name=None) from None
         return self._to_dict(result)
+
+    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one blocking client call in a thread, counting it in ``api_calls``."""
+        self.api_calls += 1
+        return await asyncio.to_thread(method, *args, **kwargs)
 
     def _to_dict(self, result: Any) -> dict[str, Any]:
         converted = self._api.api_client.sanitize_for_serialization(result)

@@ -3,7 +3,8 @@
 Only the units ``h``, ``m`` and ``s`` are accepted, each at most once, in that
 order, with a whole number of at most six digits. That is a subset of Go's
 ``time.ParseDuration``, so the API server's CEL ``duration()`` reads every
-value the same way this module does. ``DURATION_PATTERN`` is the exact
+value the same way this module does (e2e/test_crds.py runs both on the same
+examples). ``DURATION_PATTERN`` is the exact
 ``pattern`` both CRDs put on duration fields, and a test checks that they match.
 """
 

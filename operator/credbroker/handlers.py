@@ -69,7 +69,8 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
         prefix="credbroker.dev", key="last-handled-configuration"
     )
     kopf_settings.posting.level = logging.INFO
-    kopf_settings.watching.server_timeout = settings.watch_server_timeout_seconds
+    # The API server parses timeoutSeconds as an integer.
+    kopf_settings.watching.server_timeout = int(settings.watch_server_timeout_seconds)
     kopf_settings.watching.client_timeout = settings.watch_client_timeout_seconds
     if settings.pod_label_selector:
         kopf_settings.watching.label_selectors["pods"] = settings.pod_label_selector
@@ -92,11 +93,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
 
         configuration = k8s.Configuration()
         try:
-            k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except k8s_config.ConfigException:
             k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
                 client_configuration=configuration
             )
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         configuration.connection_pool_maxsize = operator_settings.api_threads
         api_client = k8s.ApiClient(configuration)
         memo.runtime = await build_runtime(
@@ -105,6 +106,12 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         logger.info("credbroker started")
 
     operator_settings = settings
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same sources, in the same order, as the API client of the pipeline.
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:

@@ -43,6 +43,8 @@ class Reason(StrEnum):
     ISSUE_FAILED = "IssueFailed"
     REVOKE_FAILED = "RevokeFailed"
     SECRET_CONFLICT = "SecretConflict"
+    KUBERNETES_API_ERROR = "KubernetesAPIError"
+    INTERNAL_ERROR = "InternalError"
 
     # Lifecycle outcomes.
     ISSUED = "Issued"

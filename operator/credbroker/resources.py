@@ -76,8 +76,8 @@ HOST_PATTERN: Final = r"^[A-Za-z0-9.:-]+$"
 HOST_MAX_LENGTH: Final = 253
 DATABASE_MAX_LENGTH: Final = 63
 # A label key is an optional DNS subdomain prefix and "/", then a name of at
-# most 63 characters. NOTE: the prefix's own limit of 253 characters is not
-# checked, here or in the CRD; the overall maxLength bounds it at 253 + 1 + 63.
+# most 63 characters. NOTE: neither this module nor the CRD checks the prefix's
+# own limit of 253 characters, so the overall maximum of 317 lets it reach 315.
 LABEL_KEY_PATTERN: Final = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
@@ -86,7 +86,7 @@ LABEL_KEY_MAX_LENGTH: Final = 317
 LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 LABEL_VALUE_MAX_LENGTH: Final = 63
 
-# What each pattern expects, in the words an error message uses.
+# Descriptions of the patterns, in the words that error messages use.
 PATTERN_DESCRIPTIONS: Final[Mapping[str, str]] = {
     DURATION_PATTERN: "a duration such as 90s, 15m or 1h30m (units h, m, s in that order)",
     DNS1123_LABEL_PATTERN: "a DNS-1123 label: lower-case letters, digits and '-'",
@@ -109,8 +109,8 @@ TargetType = Literal["postgresql"]
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 SelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
 
-# The spec field that holds the settings of each target type. A target sets
-# exactly the one its ``type`` names.
+# The spec field that contains the settings of each target type. A target sets
+# only the field that its ``type`` names.
 TARGET_SETTINGS_FIELDS: Final[Mapping[str, str]] = {"postgresql": "postgresql"}
 
 
@@ -293,7 +293,7 @@ class SecretKeySelector(_CamelModel):
 
 
 class PostgresTarget(_CamelModel):
-    """How the operator reaches a PostgreSQL server and logs in as its admin."""
+    """Connection settings of a PostgreSQL server and the Secret with its admin login."""
 
     host: HostName
     port: Port = DEFAULT_POSTGRES_PORT
@@ -370,7 +370,7 @@ class TargetRef(_CamelModel):
 
 
 class CredentialBindingSpec(_CamelModel):
-    """Which pods get a credential for which role on which target, and for how long.
+    """A request for credentials: the target and role, the pods, the lifetime and the Secret.
 
     ``ttl`` of ``None`` means the target's ``default_ttl``, and ``renew_after``
     of ``None`` means two thirds of the TTL. When ``ttl`` is ``None`` this
@@ -399,7 +399,7 @@ class CredentialBindingSpec(_CamelModel):
 
 _Spec = TypeVar("_Spec", CredentialTargetSpec, CredentialBindingSpec)
 
-_MAX_SHOWN_INPUT_LENGTH = 40
+_MAX_QUOTED_INPUT_CHARS = 40
 
 
 def parse_target(spec: Mapping[str, Any]) -> CredentialTargetSpec:
@@ -465,10 +465,10 @@ def _describe_error(details: ErrorDetails) -> str:
 def _describe_input(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return ""
-    shown = repr(value)
-    if len(shown) > _MAX_SHOWN_INPUT_LENGTH:
-        shown = shown[: _MAX_SHOWN_INPUT_LENGTH - 3] + "..."
-    return f", got {shown}"
+    text = repr(value)
+    if len(text) > _MAX_QUOTED_INPUT_CHARS:
+        text = text[: _MAX_QUOTED_INPUT_CHARS - 3] + "..."
+    return f", got {text}"
 
 
 def _format_path(location: list[int | str]) -> str:

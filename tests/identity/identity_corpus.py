@@ -38,69 +38,69 @@ class BadToken:
     message_contains: str
 
 
-def _alg_none(ctx: TokenContext) -> str:
-    header = {"alg": "none", "typ": "JWT", "kid": ctx.issuer.keys[0].kid}
-    return unsigned_token(header, ctx.claims())
+def _alg_none(context: TokenContext) -> str:
+    header = {"alg": "none", "typ": "JWT", "kid": context.issuer.keys[0].kid}
+    return unsigned_token(header, context.claims())
 
 
-def _hs256_with_public_key(ctx: TokenContext) -> str:
+def _hs256_with_public_key(context: TokenContext) -> str:
     """The key-confusion attack: HMAC keyed with the issuer's public key bytes."""
-    key = ctx.issuer.keys[0]
+    key = context.issuer.keys[0]
     header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
-    signing_input = f"{b64url_json(header)}.{b64url_json(ctx.claims())}"
+    signing_input = f"{b64url_json(header)}.{b64url_json(context.claims())}"
     signature = hmac.new(key.public_pem(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64url(signature)}"
 
 
 def _with_claims(**changes: Any) -> Callable[[TokenContext], str]:
-    def build(ctx: TokenContext) -> str:
-        claims = ctx.claims()
+    def build(context: TokenContext) -> str:
+        claims = context.claims()
         claims.update(changes)
-        return ctx.issuer.mint(claims)
+        return context.issuer.mint(claims)
 
     return build
 
 
 def _without_claim(name: str) -> Callable[[TokenContext], str]:
-    def build(ctx: TokenContext) -> str:
-        claims = ctx.claims()
+    def build(context: TokenContext) -> str:
+        claims = context.claims()
         del claims[name]
-        return ctx.issuer.mint(claims)
+        return context.issuer.mint(claims)
 
     return build
 
 
 def _shifted_times(*, exp: int = 0, nbf: int = 0, iat: int = 0) -> Callable[[TokenContext], str]:
-    def build(ctx: TokenContext) -> str:
-        claims = ctx.claims()
+    def build(context: TokenContext) -> str:
+        claims = context.claims()
         claims["exp"] += exp
         claims["nbf"] += nbf
         claims["iat"] += iat
-        return ctx.issuer.mint(claims)
+        return context.issuer.mint(claims)
 
     return build
 
 
-def _unknown_kid(ctx: TokenContext) -> str:
-    return ctx.issuer.mint(ctx.claims(), key=ctx.rogue_key)
+def _unknown_kid(context: TokenContext) -> str:
+    return context.issuer.mint(context.claims(), key=context.rogue_key)
 
 
-def _published_kid_signed_by_rogue_key(ctx: TokenContext) -> str:
-    published = ctx.issuer.keys[0]
-    claims = ctx.claims()
-    return ctx.issuer.mint(claims, key=ctx.rogue_key, headers={"kid": published.kid})
+def _published_kid_signed_by_rogue_key(context: TokenContext) -> str:
+    published = context.issuer.keys[0]
+    claims = context.claims()
+    return context.issuer.mint(claims, key=context.rogue_key, headers={"kid": published.kid})
 
 
-def _tampered_payload(ctx: TokenContext) -> str:
-    header, _, signature = ctx.issuer.token_for(ctx.pod).split(".")
-    claims = ctx.claims()
+def _tampered_payload(context: TokenContext) -> str:
+    header, _, signature = context.issuer.token_for(context.pod).split(".")
+    claims = context.claims()
     claims["kubernetes.io"]["pod"]["name"] = "admin-0"
     return f"{header}.{b64url_json(claims)}.{signature}"
 
 
 def _other_pod(field: str) -> Callable[[TokenContext], str]:
-    def build(ctx: TokenContext) -> str:
-        claims = ctx.claims()
+    def build(context: TokenContext) -> str:
+        claims = context.claims()
         bound = claims["kubernetes.io"]
         if field == "name":
             bound["pod"]["name"] = "api-other"
@@ -108,46 +108,48 @@ def _other_pod(field: str) -> Callable[[TokenContext], str]:
             bound["pod"]["uid"] = str(uuid.uuid4())
         elif field == "namespace":
             bound["namespace"] = "billing"
-            claims["sub"] = f"system:serviceaccount:billing:{ctx.pod.service_account}"
+            claims["sub"] = f"system:serviceaccount:billing:{context.pod.service_account}"
         elif field == "node":
             bound["node"]["name"] = "node-9"
-        return ctx.issuer.mint(claims)
+        return context.issuer.mint(claims)
 
     return build
 
 
-def _wrong_service_account(ctx: TokenContext) -> str:
-    claims = ctx.claims()
+def _wrong_service_account(context: TokenContext) -> str:
+    claims = context.claims()
     claims["kubernetes.io"]["serviceaccount"]["name"] = "admin"
-    claims["sub"] = f"system:serviceaccount:{ctx.pod.namespace}:admin"
-    return ctx.issuer.mint(claims)
+    claims["sub"] = f"system:serviceaccount:{context.pod.namespace}:admin"
+    return context.issuer.mint(claims)
 
 
-def _subject_disagrees_with_claim(ctx: TokenContext) -> str:
-    claims = ctx.claims()
-    claims["sub"] = f"system:serviceaccount:{ctx.pod.namespace}:admin"
-    return ctx.issuer.mint(claims)
+def _subject_disagrees_with_claim(context: TokenContext) -> str:
+    claims = context.claims()
+    claims["sub"] = f"system:serviceaccount:{context.pod.namespace}:admin"
+    return context.issuer.mint(claims)
 
 
-def _not_bound_to_pod(ctx: TokenContext) -> str:
-    claims = ctx.claims()
+def _not_bound_to_pod(context: TokenContext) -> str:
+    claims = context.claims()
     del claims["kubernetes.io"]["pod"]
-    return ctx.issuer.mint(claims)
+    return context.issuer.mint(claims)
 
 
-def _no_kid(ctx: TokenContext) -> str:
-    key = ctx.issuer.keys[0]
-    return jwt.encode(ctx.claims(), key.private_key, algorithm=key.alg)
+def _no_kid(context: TokenContext) -> str:
+    key = context.issuer.keys[0]
+    return jwt.encode(context.claims(), key.private_key, algorithm=key.alg)
 
 
-def _header_alg_differs_from_key(ctx: TokenContext) -> str:
+def _header_alg_differs_from_key(context: TokenContext) -> str:
     """An RS512 signature under the kid of a key published for RS256."""
-    key = ctx.issuer.keys[0]
-    return jwt.encode(ctx.claims(), key.private_key, algorithm="RS512", headers={"kid": key.kid})
+    key = context.issuer.keys[0]
+    return jwt.encode(
+        context.claims(), key.private_key, algorithm="RS512", headers={"kid": key.kid}
+    )
 
 
-def _payload_not_json(ctx: TokenContext) -> str:
-    key = ctx.issuer.keys[0]
+def _payload_not_json(context: TokenContext) -> str:
+    key = context.issuer.keys[0]
     return jwt.api_jws.encode(
         b"not json", key.private_key, algorithm=key.alg, headers={"kid": key.kid}
     )
@@ -216,11 +218,11 @@ BAD_TOKENS: list[BadToken] = [
     BadToken("no-kid", Reason.MALFORMED_TOKEN, _no_kid, "kid"),
     BadToken("payload-not-json", Reason.MALFORMED_TOKEN, _payload_not_json, "JSON"),
     BadToken("exp-not-number", Reason.MALFORMED_TOKEN, _with_claims(exp="tomorrow"), "'exp'"),
-    BadToken("garbage", Reason.MALFORMED_TOKEN, lambda ctx: "not-a-token", "compact"),
+    BadToken("garbage", Reason.MALFORMED_TOKEN, lambda context: "not-a-token", "compact"),
     BadToken(
         "header-not-json",
         Reason.MALFORMED_TOKEN,
-        lambda ctx: f"{b64url(b'{oops')}.{b64url_json({})}.{b64url(b'sig')}",
+        lambda context: f"{b64url(b'{oops')}.{b64url_json({})}.{b64url(b'sig')}",
         "header",
     ),
 ]

@@ -118,7 +118,7 @@ class LocalIssuer:
         if self._server is not None:
             await self._server.close()
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
+    def _rejection_response(self, request: web.Request) -> web.Response | None:
         if self.fail_status is not None:
             return web.json_response({"message": "unavailable"}, status=self.fail_status)
         if self.required_bearer_token is not None:
@@ -129,9 +129,9 @@ class LocalIssuer:
 
     async def _discovery(self, request: web.Request) -> web.Response:
         self.discovery_requests += 1
-        refusal = self._refusal(request)
-        if refusal is not None:
-            return refusal
+        rejection = self._rejection_response(request)
+        if rejection is not None:
+            return rejection
         return web.json_response(
             {
                 "issuer": self.issuer,
@@ -146,9 +146,9 @@ class LocalIssuer:
         self.jwks_requests += 1
         if self.jwks_delay_seconds:
             await asyncio.sleep(self.jwks_delay_seconds)
-        refusal = self._refusal(request)
-        if refusal is not None:
-            return refusal
+        rejection = self._rejection_response(request)
+        if rejection is not None:
+            return rejection
         return web.json_response(
             {"keys": [key.public_jwk() for key in self.keys]},
             content_type="application/jwk-set+json",

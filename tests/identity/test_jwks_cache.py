@@ -35,7 +35,10 @@ class FakeClock:
 
 
 class FakeFetcher:
-    """Serves documents by URL and records every request; a document may be an exception."""
+    """Fake fetcher that returns documents by URL and records every request.
+
+    A document that is an exception is raised instead.
+    """
 
     def __init__(self, documents: dict[str, Mapping[str, Any] | Exception]) -> None:
         self.documents = documents

@@ -24,7 +24,7 @@ from credbroker.reasons import Reason
 
 
 class FakeCoreAPI:
-    """Answers TokenRequests with ``respond(name, namespace, body)`` and records them."""
+    """Fake that returns ``respond(name, namespace, body)`` for each TokenRequest and records it."""
 
     def __init__(self, respond: Callable[[str, str, Any], Any]) -> None:
         self.respond = respond
@@ -38,7 +38,7 @@ class FakeCoreAPI:
 
 
 class FakeAuthnAPI:
-    """Answers TokenReviews with ``respond(body)`` and records the reviewed tokens."""
+    """Fake that returns ``respond(body)`` for each TokenReview and records its spec."""
 
     def __init__(self, respond: Callable[[Any], Any]) -> None:
         self.respond = respond
@@ -217,11 +217,9 @@ async def test_token_review_other_user(
     assert "system:serviceaccount:shop:admin" in caught.value.message
 
 
-async def test_token_review_without_pod_extras(
+async def test_token_review_without_pod_uid(
     issuer: LocalIssuer, verifier: ServiceAccountTokenVerifier, pod: PodRef
 ) -> None:
-    """Older API servers omit the pod extras; the signed claim was already checked."""
-
     def bare_review(body: Any) -> client.V1TokenReview:
         return client.V1TokenReview(
             spec=body.spec,
@@ -232,9 +230,45 @@ async def test_token_review_without_pod_extras(
 
     core = FakeCoreAPI(lambda name, namespace, body: token_response(issuer.token_for(pod)))
 
-    identity = await make_attestor(verifier, core, FakeAuthnAPI(bare_review)).attest(pod)
+    with pytest.raises(IdentityRejected) as caught:
+        await make_attestor(verifier, core, FakeAuthnAPI(bare_review)).attest(pod)
 
-    assert identity.pod_uid == pod.uid
+    assert caught.value.reason == Reason.POD_MISMATCH
+    assert "pod-uid is missing" in caught.value.message
+
+
+async def test_token_review_pod_name_mismatch(
+    issuer: LocalIssuer, verifier: ServiceAccountTokenVerifier, pod: PodRef
+) -> None:
+    def renamed(body: Any) -> client.V1TokenReview:
+        answer = review(body, pod=pod)
+        answer.status.user.extra["authentication.kubernetes.io/pod-name"] = ["api-other"]
+        return answer
+
+    core = FakeCoreAPI(lambda name, namespace, body: token_response(issuer.token_for(pod)))
+
+    with pytest.raises(IdentityRejected) as caught:
+        await make_attestor(verifier, core, FakeAuthnAPI(renamed)).attest(pod)
+
+    assert caught.value.reason == Reason.POD_MISMATCH
+    assert "'api-other'" in caught.value.message
+
+
+async def test_token_review_other_audience(
+    issuer: LocalIssuer, verifier: ServiceAccountTokenVerifier, pod: PodRef
+) -> None:
+    def other_audience(body: Any) -> client.V1TokenReview:
+        answer = review(body, pod=pod)
+        answer.status.audiences = ["vault"]
+        return answer
+
+    core = FakeCoreAPI(lambda name, namespace, body: token_response(issuer.token_for(pod)))
+
+    with pytest.raises(IdentityRejected) as caught:
+        await make_attestor(verifier, core, FakeAuthnAPI(other_audience)).attest(pod)
+
+    assert caught.value.reason == Reason.AUDIENCE_MISMATCH
+    assert "'vault'" in caught.value.message
 
 
 async def test_token_review_forbidden(
@@ -243,7 +277,7 @@ async def test_token_review_forbidden(
     token = issuer.token_for(pod)
 
     def forbid(body: Any) -> Any:
-        # A TokenReview body carries the token; the rejection must not repeat it.
+        # A TokenReview body carries the token, so the rejection must not repeat it.
         raise ApiException(status=403, reason="Forbidden", body=f'{{"spec": "{token}"}}')
 
     core = FakeCoreAPI(lambda name, namespace, body: token_response(token))

@@ -163,7 +163,7 @@ class FakeTarget:
 
 
 class FakeTargetRegistry:
-    """Returns the fake target for its name, like ``TargetRegistry.get``."""
+    """A registry that returns the fake target by name, like ``TargetRegistry.get``."""
 
     def __init__(self, targets: Mapping[str, FakeTarget]) -> None:
         self.targets = dict(targets)
@@ -181,7 +181,7 @@ class FakeTargetRegistry:
 
 
 class FakeAttestor:
-    """Verifies every pod as its own service account, unless a test set a rejection."""
+    """An attestor that verifies each pod as its own service account unless rejected."""
 
     def __init__(self, clock: FakeClock, *, token_lifetime: timedelta = timedelta(hours=1)) -> None:
         self.clock = clock
@@ -212,7 +212,7 @@ class FakeAttestor:
 
 
 class FakeApiClient:
-    """The serializer part of ``kubernetes.client.ApiClient``: stored objects are dicts."""
+    """The serializer of ``kubernetes.client.ApiClient``, for objects that are already dicts."""
 
     def sanitize_for_serialization(self, obj: Any) -> Any:
         return copy.deepcopy(obj)
@@ -229,7 +229,7 @@ def _label_selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
 class FakeCoreV1Api:
     """Secrets of ``kubernetes.client.CoreV1Api`` in memory, with the API server's rules.
 
-    It assigns ``uid`` and ``resourceVersion``, answers 409 on a second
+    It assigns ``uid`` and ``resourceVersion``, returns 409 on a second
     create or a stale replace, honours delete preconditions, filters lists
     by an equality label selector and pages them with ``limit``/``_continue``.
     """
@@ -334,7 +334,7 @@ class FakeCoreV1Api:
 
 
 class FakeKubeGateway:
-    """CredentialTargets by name, and annotation patches applied to ``FakeCoreV1Api``."""
+    """A gateway that serves CredentialTargets and patches annotations in ``FakeCoreV1Api``."""
 
     def __init__(self, core: FakeCoreV1Api) -> None:
         self.core = core
@@ -373,7 +373,7 @@ class RecordedEvent:
 
 @dataclass
 class RecordingRecorder:
-    """Keeps every event the product posts."""
+    """An event recorder that keeps every event the product posts."""
 
     events: list[RecordedEvent] = field(default_factory=list)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -369,7 +370,7 @@ async def test_second_renewal_revokes_oldest(world):
 
 async def test_late_pass_revokes_previous_once(world):
     # The operator was away past both the revocation time of the replaced
-    # credential and the next renewal; one pass must handle both.
+    # credential and the next renewal, so one pass handles both.
     world.add_pod("web-1")
     await world.reconciler.reconcile(binding_body())
     first_id = only_credential_id(world)
@@ -457,7 +458,9 @@ async def test_no_pods_for_grace_revokes(world, caplog):
     assert result.status["credentialId"] is None
     assert result.status["expiresAt"] is None
     assert condition(result, "Ready")["status"] == "False"
-    assert len(world.recorder.of("CredentialBinding", reason="Revoked")) == 1
+    revoked_events = world.recorder.of("CredentialBinding", reason="Revoked")
+    assert len(revoked_events) == 1
+    assert "No verified pod remained for 2m;" in revoked_events[0].message
     revoke_records = [record for record in audit_records(caplog) if record["action"] == "revoke"]
     assert [record["reason"] for record in revoke_records] == ["NoVerifiedPods"]
 
@@ -478,6 +481,8 @@ async def test_no_pods_revokes_previous_too(world):
 
     assert world.target.credentials == {}
     assert world.secret() is None
+    revoked_twice = [key for key, count in Counter(world.target.revoked).items() if count > 1]
+    assert revoked_twice == []
 
 
 async def test_pod_back_within_grace_resets_timer(world):
@@ -520,7 +525,9 @@ async def test_revoked_binding_issues_again(world):
 
 async def test_issue_failure_reported(world):
     world.add_pod("web-1")
-    world.target.fail_issue = TargetError(Reason.TARGET_UNAVAILABLE, "connection to 127.0.0.1 refused")
+    world.target.fail_issue = TargetError(
+        Reason.TARGET_UNAVAILABLE, "connection to 127.0.0.1 refused"
+    )
 
     result = await world.reconciler.reconcile(binding_body())
 
@@ -588,7 +595,7 @@ async def test_secret_of_other_binding_conflicts(world):
 
 async def test_long_binding_name_leaves_nothing(world):
     # A binding name is a DNS subdomain of up to 253 characters, but the
-    # Secret's binding label holds at most 63, so no Secret can be written.
+    # Secret's binding label allows at most 63, so no Secret can be written.
     long_name = "b" * 64
     world.add_pod("web-1")
 
@@ -616,9 +623,7 @@ def _missing_target(world: World) -> dict[str, Any]:
 
 def _namespace_not_allowed(world: World) -> dict[str, Any]:
     world.add_pod("web-1", namespace="other")
-    return binding_body(
-        namespace="other", name="bad", uid="uid-bad", secret_name="bad-credentials"
-    )
+    return binding_body(namespace="other", name="bad", uid="uid-bad", secret_name="bad-credentials")
 
 
 def _role_not_allowed(world: World) -> dict[str, Any]:

@@ -9,9 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from credbroker.delivery import LIST_PAGE_SIZE_ITEMS, PreviousCredential, render_secret
+from credbroker.errors import TargetError
 from credbroker.lifecycle.sweeper import SweepReport, sweep_target
+from credbroker.reasons import Reason
 from credbroker.targets.base import IssuedCredential
 
 from .fakes import (
@@ -37,9 +40,7 @@ def world() -> World:
     return World()
 
 
-async def sweep(
-    world: World, *, now: datetime, namespaces: list[str] | None = None
-) -> SweepReport:
+async def sweep(world: World, *, now: datetime, namespaces: list[str] | None = None) -> SweepReport:
     return await sweep_target(
         target_name=TARGET_NAME,
         target=world.target,
@@ -135,6 +136,25 @@ async def test_crash_before_secret_write(world, caplog):
     assert records[0]["reason"] == "Orphaned"
     assert records[0]["credential_id"] == credential_id
     assert records[0]["binding"] == f"{NAMESPACE}/{BINDING_NAME}"
+
+
+async def test_failed_write_and_revoke_swept(world):
+    # The Secret write failed and the immediate revocation of the new
+    # credential failed too, so only the sweeper can remove it.
+    world.add_pod("web-1")
+    world.core.fail["create"] = ApiException(status=500, reason="Internal Server Error")
+    world.target.fail_revoke = TargetError(Reason.TARGET_UNAVAILABLE, "connection refused")
+    await world.reconciler.reconcile(binding_body())
+    world.target.fail_revoke = None
+    [credential_id] = list(world.target.credentials)
+
+    await sweep(world, now=START + ORPHAN_AGE - timedelta(seconds=1))
+    kept_while_young = credential_id in world.target.credentials
+    report = await sweep(world, now=START + ORPHAN_AGE)
+
+    assert kept_while_young
+    assert world.target.credentials == {}
+    assert report.revoked_orphaned == 1
 
 
 async def test_unreferenced_old_credential_revoked(world):

@@ -99,6 +99,12 @@ def create_role(conn: psycopg.Connection[Any], name: str, attributes: str = "NOL
         )
 
 
+def assert_secret_absent(secret: str, text: str, where: str) -> None:
+    """Fail without printing ``secret`` or ``text`` when ``text`` contains ``secret``."""
+    leaked = secret in text
+    assert not leaked, f"a password appears in {where}"
+
+
 def closed_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -188,7 +194,8 @@ async def test_issued_login_uses_granted_role(
     assert credential.data["host"] == postgres_server.host
     assert credential.data["port"] == str(postgres_server.port)
     assert credential.data["database"] == TEST_DATABASE
-    assert len(credential.data["password"]) >= 32
+    password_length = len(credential.data["password"])
+    assert password_length >= 32
     order_id = secrets.randbelow(10**9)
     with login_connect(credential) as conn:
         user_row = conn.execute("SELECT current_user").fetchone()
@@ -232,7 +239,8 @@ async def test_issued_uri_matches_fields(target: PostgresTarget) -> None:
 
     parsed = conninfo_to_dict(credential.data["uri"])
     assert parsed["user"] == credential.data["username"]
-    assert parsed["password"] == credential.data["password"]
+    password_matches = parsed["password"] == credential.data["password"]
+    assert password_matches, "the uri's password differs from the password key"
     assert parsed["host"] == credential.data["host"]
     assert parsed["port"] == credential.data["port"]
     assert parsed["dbname"] == credential.data["database"]
@@ -601,14 +609,15 @@ async def test_passwords_absent_from_logs_and_errors(
     await target.revoke(credential.credential_id)
 
     password = credential.data["password"]
-    assert password not in caplog.text
-    assert password not in repr(credential)
-    assert postgres_server.admin_password not in caplog.text
-    assert postgres_server.admin_password not in repr(target)
-    assert postgres_server.admin_password not in repr(postgres_server)
+    admin_password = postgres_server.admin_password
+    assert_secret_absent(password, caplog.text, "the captured logs")
+    assert_secret_absent(password, repr(credential), "repr(IssuedCredential)")
+    assert_secret_absent(admin_password, caplog.text, "the captured logs")
+    assert_secret_absent(admin_password, repr(target), "repr(PostgresTarget)")
+    assert_secret_absent(admin_password, repr(postgres_server), "repr(PostgresServer)")
     for caught in (duplicate, missing_role):
-        assert password not in str(caught.value)
-        assert postgres_server.admin_password not in str(caught.value)
+        assert_secret_absent(password, str(caught.value), "an error message")
+        assert_secret_absent(admin_password, str(caught.value), "an error message")
 
 
 @pytest.mark.postgres
@@ -631,7 +640,7 @@ async def test_server_statement_log_has_no_password(
     log_text = server_log.read_text(errors="replace")
     assert credential.username in log_text
     assert "SCRAM-SHA-256$" in log_text
-    assert credential.data["password"] not in log_text
+    assert_secret_absent(credential.data["password"], log_text, "the server log")
     assert await target.revoke(credential.credential_id) is True
 
 

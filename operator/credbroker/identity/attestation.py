@@ -62,7 +62,7 @@ class PodAttestor:
         if audience != verifier.audience:
             raise ValueError(
                 f"audience {audience!r} differs from the verifier's audience "
-                f"{verifier.audience!r}; tokens requested for one would fail the other"
+                f"{verifier.audience!r}, so every requested token would fail verification"
             )
         if token_expiration_seconds < MIN_TOKEN_EXPIRATION_SECONDS:
             raise ValueError(
@@ -89,7 +89,7 @@ class PodAttestor:
             identity = await self._verifier.verify(token, pod=pod)
             await self._review_token(token, pod=pod)
         finally:
-            # NOTE: Python cannot wipe a str; this only drops the last reference.
+            # NOTE: Python cannot wipe a str, so this only drops this frame's reference.
             del token
 
         logger.info(
@@ -178,23 +178,33 @@ def _check_review_status(status: Any, *, pod: PodRef, audience: str) -> None:
         )
 
     extra: Mapping[str, Sequence[str]] = getattr(user, "extra", None) or {}
-    # Older API servers omit these extras; the signed kubernetes.io claim was checked already.
-    for key, expected in ((POD_UID_EXTRA, pod.uid), (POD_NAME_EXTRA, pod.name)):
-        values = extra.get(key)
-        if values is not None and list(values) != [expected]:
-            raise IdentityRejected(
-                Reason.POD_MISMATCH,
-                f"TokenReview user.extra {key} is {list(values)!r}, expected [{expected!r}] "
-                f"for pod {pod}; the token is bound to another pod",
-            )
+    # The API server reports a pod-bound token's pod in user.extra (the keys are defined in
+    # Kubernetes pkg/serviceaccount/util.go by v1.14), so a missing pod-uid is a mismatch.
+    pod_uids = extra.get(POD_UID_EXTRA)
+    if pod_uids is None or list(pod_uids) != [pod.uid]:
+        raise _extra_mismatch(POD_UID_EXTRA, expected=pod.uid, found=pod_uids, pod=pod)
+    pod_names = extra.get(POD_NAME_EXTRA)
+    if pod_names is not None and list(pod_names) != [pod.name]:
+        raise _extra_mismatch(POD_NAME_EXTRA, expected=pod.name, found=pod_names, pod=pod)
+
+
+def _extra_mismatch(
+    key: str, *, expected: str, found: Sequence[str] | None, pod: PodRef
+) -> IdentityRejected:
+    shown = "missing" if found is None else repr(list(found))
+    return IdentityRejected(
+        Reason.POD_MISMATCH,
+        f"TokenReview user.extra {key} is {shown}, expected [{expected!r}] for pod {pod}, "
+        "so the API server did not confirm that the token is bound to this pod",
+    )
 
 
 _TOKEN_REQUEST_HINTS = {
-    403: "grant the operator's ServiceAccount 'create' on serviceaccounts/token",
-    404: "the service account or the pod no longer exists",
+    403: "Grant the operator's ServiceAccount 'create' on serviceaccounts/token",
+    404: "The service account or the pod no longer exists",
 }
 _TOKEN_REVIEW_HINTS = {
-    403: "grant the operator's ServiceAccount 'create' on tokenreviews.authentication.k8s.io",
+    403: "Grant the operator's ServiceAccount 'create' on tokenreviews.authentication.k8s.io",
 }
 
 
@@ -217,8 +227,8 @@ async def _call_api(
         failure = f"HTTP {exc.status} {exc.reason or ''}".rstrip()
         hint = hints.get(exc.status or 0)
         if hint is not None:
-            failure = f"{failure}; {hint}"
+            failure = f"{failure}. {hint}"
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        failure = f"{type(exc).__name__}: {exc}; check that the API server is reachable"
+        failure = f"{type(exc).__name__}: {exc}. Check that the API server is reachable"
     # Raised outside the except block so the API exception and its body are not chained.
     raise IdentityRejected(reason, f"{action} failed: {failure}")

@@ -182,9 +182,9 @@ class JWKSCache:
             )
         raise IdentityRejected(
             Reason.UNKNOWN_KEY_ID,
-            f"no key with kid {kid!r} in the JWKS of issuer {self.issuer} {when}; "
-            f"known kids: {known}. The token was signed by a key this issuer does not "
-            "publish: check that the issuer and JWKS URL belong to the cluster that issued it",
+            f"no key with kid {kid!r} in the JWKS of issuer {self.issuer} {when}. "
+            f"Known kids: {known}. The token was signed by a key this issuer does not "
+            "publish, so check that the issuer and JWKS URL belong to the cluster that issued it",
         )
 
     async def refresh(self) -> None:
@@ -235,7 +235,7 @@ class JWKSCache:
         """Fetch discovery and JWKS, and replace the keys on success. Call with the lock held.
 
         ``fetch_count`` grows when the attempt ends, so a lookup that read it
-        while this fetch ran sees the change and does not fetch again.
+        while this fetch ran finds it changed and does not fetch again.
         """
         self._last_attempt_at = self._clock()
         try:
@@ -278,14 +278,14 @@ class JWKSCache:
         if discovered_issuer != self.issuer:
             raise FetchError(
                 f"discovery document {self.discovery_url} names issuer {discovered_issuer!r}, "
-                f"expected {self.issuer!r}; set the issuer to the API server's "
+                f"expected {self.issuer!r}. Set the issuer to the API server's "
                 "--service-account-issuer"
             )
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
             raise FetchError(
                 f"discovery document {self.discovery_url} has no http(s) jwks_uri "
-                f"(found {jwks_uri!r}); configure the JWKS URL explicitly"
+                f"(found {jwks_uri!r}). Configure the JWKS URL explicitly"
             )
         self._discovered_jwks_uri = jwks_uri
         return jwks_uri
@@ -298,7 +298,7 @@ class JWKSCache:
             Reason.JWKS_UNAVAILABLE,
             f"no signing keys for issuer {self.issuer} could be loaded from {source}: "
             f"{self.last_fetch_error or 'no fetch attempted yet'}. Next attempt after the "
-            f"{self.refetch_cooldown_seconds:g} s cooldown; check the URL, the CA and "
+            f"{self.refetch_cooldown_seconds:g} s cooldown. Check the URL, the CA and "
             "the operator's access to the issuer's discovery endpoints",
         )
 
@@ -342,7 +342,9 @@ def _parse_jwks(document: Mapping[str, Any], *, url: str) -> dict[str, PyJWK]:
             )
             continue
         if kid in keys:
-            logger.warning("JWKS %s repeats kid %s; using the first key", url, kid)
+            logger.warning(
+                "JWKS %s repeats kid %s, so only the first key with it is used", url, kid
+            )
             continue
         keys[kid] = key
 
@@ -402,7 +404,7 @@ class HTTPFetcher:
             verify_tls=verify_tls,
         )
         if not verify_tls:
-            logger.warning("TLS verification is off for JWKS fetches; use only for testing")
+            logger.warning("TLS verification is off for JWKS fetches, which is safe only in tests")
 
     async def __call__(self, url: str) -> Mapping[str, Any]:
         """GET ``url`` and return its JSON object. Raises FetchError naming the URL."""
@@ -411,7 +413,7 @@ class HTTPFetcher:
         if token:
             if not url.startswith("https://"):
                 raise FetchError(
-                    f"refusing to send the bearer token to {url} over plain HTTP; use an "
+                    f"refusing to send the bearer token to {url} over plain HTTP. Use an "
                     "https:// URL"
                 )
             headers["Authorization"] = f"Bearer {token}"
@@ -436,7 +438,7 @@ class HTTPFetcher:
         except TimeoutError as exc:
             raise FetchError(f"GET {url} timed out after {self.timeout_seconds:g} s") from exc
         except aiohttp.ClientError as exc:
-            # aiohttp's messages name the host and the OS error, never request headers.
+            # aiohttp 3.14 messages name the URL or host and the cause, not the request headers.
             raise FetchError(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
 
         try:

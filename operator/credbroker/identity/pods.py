@@ -17,7 +17,7 @@ SERVICE_ACCOUNT_SUBJECT_PREFIX = "system:serviceaccount:"
 class PodRef:
     """The fields of a Pod that a projected service-account token must match.
 
-    ``uid`` tells a pod apart from a later pod with the same name, so a token
+    ``uid`` distinguishes a pod from a later pod with the same name, so a token
     bound to a deleted pod never passes for its successor.
     """
 
@@ -42,7 +42,7 @@ class PodRef:
         """
         metadata = pod.get("metadata")
         if not isinstance(metadata, Mapping):
-            raise ValueError("pod has no metadata; pass the Pod object as read from the API server")
+            raise ValueError("pod has no metadata. Pass the Pod object as read from the API server")
         spec = pod.get("spec")
         if spec is None:
             spec = {}
@@ -81,6 +81,6 @@ def _required_string(metadata: Mapping[str, Any], key: str) -> str:
     value = metadata.get(key)
     if not isinstance(value, str) or not value:
         raise ValueError(
-            f"pod has no metadata.{key}; pass the Pod object as read from the API server"
+            f"pod has no metadata.{key}. Pass the Pod object as read from the API server"
         )
     return value

@@ -43,7 +43,7 @@ KUBERNETES_CLAIM = "kubernetes.io"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", KUBERNETES_CLAIM)
 _MAX_SHOWN_CHARS = 120
 
-# Signature only: this module checks every claim itself, against the injected clock.
+# PyJWS checks only the signature. This module checks every claim, against the injected clock.
 _JWS = jwt.PyJWS(options={"verify_signature": True, "enforce_minimum_key_length": True})
 
 
@@ -142,15 +142,15 @@ class ServiceAccountTokenVerifier:
         if alg not in ALLOWED_SIGNING_ALGORITHMS:
             raise IdentityRejected(
                 Reason.ALGORITHM_NOT_ALLOWED,
-                f"token header alg {_show(alg)} is not allowed; service-account tokens must be "
+                f"token header alg {_show(alg)} is not allowed. Service-account tokens must be "
                 f"signed with one of {', '.join(sorted(ALLOWED_SIGNING_ALGORITHMS))}",
             )
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise IdentityRejected(
                 Reason.MALFORMED_TOKEN,
-                f"token header has no kid (found {_show(kid)}); Kubernetes always sets one, "
-                "so this is not a service-account token from the API server",
+                f"token header has no kid (found {_show(kid)}). The API server sets one on every "
+                "service-account token, so this token comes from elsewhere",
             )
 
         key = await self.jwks.get_signing_key(kid)
@@ -169,7 +169,7 @@ class ServiceAccountTokenVerifier:
             if payload.get(claim) is None:
                 raise IdentityRejected(
                     Reason.MISSING_CLAIM,
-                    f"required claim {claim!r} is missing; only projected service-account "
+                    f"required claim {claim!r} is missing. Only projected service-account "
                     "tokens from the Kubernetes API server are accepted",
                 )
 
@@ -177,7 +177,7 @@ class ServiceAccountTokenVerifier:
         if issuer != self.issuer:
             raise IdentityRejected(
                 Reason.ISSUER_MISMATCH,
-                f"iss is {_show(issuer)}, expected {self.issuer!r}; set the issuer to the API "
+                f"iss is {_show(issuer)}, expected {self.issuer!r}. Set the issuer to the API "
                 "server's --service-account-issuer",
             )
 
@@ -185,7 +185,7 @@ class ServiceAccountTokenVerifier:
         if self.audience not in audiences:
             raise IdentityRejected(
                 Reason.AUDIENCE_MISMATCH,
-                f"aud {_show(list(audiences))} does not contain {self.audience!r}; request the "
+                f"aud {_show(list(audiences))} does not contain {self.audience!r}. Request the "
                 f"token with audience {self.audience!r}",
             )
 
@@ -255,18 +255,18 @@ class ServiceAccountTokenVerifier:
         if now_seconds >= expires_at.timestamp() + leeway:
             raise IdentityRejected(
                 Reason.TOKEN_EXPIRED,
-                f"token expired at {_format_time(expires_at)} ({context}); request a new token",
+                f"token expired at {_format_time(expires_at)} ({context}). Request a new token",
             )
         if not_before is not None and now_seconds + leeway < not_before.timestamp():
             raise IdentityRejected(
                 Reason.TOKEN_NOT_YET_VALID,
-                f"token is not valid before {_format_time(not_before)} ({context}); check that "
+                f"token is not valid before {_format_time(not_before)} ({context}). Check that "
                 "the clocks of the API server and the operator agree",
             )
         if issued_at is not None and now_seconds + leeway < issued_at.timestamp():
             raise IdentityRejected(
                 Reason.TOKEN_NOT_YET_VALID,
-                f"token is issued in the future, at {_format_time(issued_at)} ({context}); check "
+                f"token is issued in the future, at {_format_time(issued_at)} ({context}). Check "
                 "that the clocks of the API server and the operator agree",
             )
 
@@ -278,8 +278,8 @@ def _check_pod_binding(claims: ServiceAccountTokenClaims, pod: PodRef) -> None:
     if claims.pod_name is None or claims.pod_uid is None:
         raise IdentityRejected(
             Reason.MISSING_CLAIM,
-            f"claim '{KUBERNETES_CLAIM}.pod' is missing, so the token is not bound to a pod; "
-            f"request it with a boundObjectRef to pod {pod}",
+            f"claim '{KUBERNETES_CLAIM}.pod' is missing, so the token is not bound to a pod. "
+            f"Request it with a boundObjectRef to pod {pod}",
         )
     if claims.pod_name != pod.name:
         raise _pod_mismatch("pod.name", expected=pod.name, found=claims.pod_name, pod=pod)
@@ -304,8 +304,8 @@ def _check_pod_binding(claims: ServiceAccountTokenClaims, pod: PodRef) -> None:
 def _pod_mismatch(field: str, *, expected: str, found: str | None, pod: PodRef) -> IdentityRejected:
     return IdentityRejected(
         Reason.POD_MISMATCH,
-        f"{KUBERNETES_CLAIM}.{field} is {found!r}, expected {expected!r} for pod {pod}; "
-        "the token was issued for another pod",
+        f"{KUBERNETES_CLAIM}.{field} is {found!r}, expected {expected!r} for pod {pod}, "
+        "so the token was issued for another pod",
     )
 
 
@@ -341,7 +341,7 @@ def _verify_signature(token: str, *, key: jwt.PyJWK, alg: str, kid: str) -> Mapp
     except InvalidSignatureError:
         raise IdentityRejected(
             Reason.SIGNATURE_INVALID,
-            f"signature does not verify with key {kid!r} ({alg}); the token was altered or "
+            f"signature does not verify with key {kid!r} ({alg}), so the token was altered or "
             "signed by a different key",
         ) from None
     except InvalidAlgorithmError as exc:
@@ -405,7 +405,7 @@ def _read_nested_string(claim: Mapping[str, Any], *path: str) -> str:
         name = ".".join((KUBERNETES_CLAIM, *path))
         raise IdentityRejected(
             Reason.MISSING_CLAIM,
-            f"required claim {name!r} is missing; only projected service-account tokens "
+            f"required claim {name!r} is missing. Only projected service-account tokens "
             "from the Kubernetes API server are accepted",
         )
     return value

@@ -2,7 +2,7 @@
 
 It runs the operator's verifier against a token given on the command line or
 on stdin, and prints the verified identity as JSON. Without the pod options it
-checks everything except the pod binding, and its output says so.
+checks everything except the pod binding, and its output states that.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audience", required=True, help="audience the token must contain")
     parser.add_argument(
         "--jwks-uri",
-        help="URL of the JWKS; without it, the JWKS URL is read from OIDC discovery",
+        help="URL of the JWKS (default: the jwks_uri from OIDC discovery)",
     )
     parser.add_argument(
         "--discovery-url",
@@ -63,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kubeconfig",
         metavar="PATH",
         help="fetch discovery and JWKS through the API server of this kubeconfig's current "
-        "context, with its CA and credentials; --jwks-uri defaults to the API server's "
-        "/openid/v1/jwks",
+        "context, with its CA and credentials. With it, --jwks-uri defaults to the API "
+        "server's /openid/v1/jwks",
     )
     parser.add_argument(
         "--leeway-seconds",
@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Verify the token and print the result; return the process exit code.
+    """Verify the token, print the result and return the process exit code.
 
     Prints the identity as JSON on stdout and returns 0, or prints the reason
     and message on stderr and returns 1. Returns 2 for invalid options.
@@ -116,7 +116,7 @@ async def run(args: argparse.Namespace) -> int:
             jwks=jwks,
             leeway_seconds=args.leeway_seconds,
         )
-    except (ValueError, ConfigException) as exc:
+    except ValueError as exc:
         print(f"verify-token: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -142,8 +142,8 @@ async def _verify(
     claims = await verifier.verify_claims(token)
     return {
         "pod_binding_checked": False,
-        "note": "no pod given (--namespace, --pod, --pod-uid): the pod-binding checks were "
-        "skipped; signature, issuer, audience, times and claims were verified",
+        "note": "no pod given (--namespace, --pod, --pod-uid), so the pod-binding checks were "
+        "skipped. Signature, issuer, audience, times and claims were verified",
         "claims": asdict(claims),
     }
 
@@ -159,12 +159,15 @@ async def _jwks_from_args(args: argparse.Namespace) -> JWKSCache:
         )
 
     configuration = Configuration()
-    await asyncio.to_thread(
-        load_kube_config,
-        config_file=args.kubeconfig,
-        client_configuration=configuration,
-        persist_config=False,
-    )
+    try:
+        await asyncio.to_thread(
+            load_kube_config,
+            config_file=args.kubeconfig,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except (ConfigException, OSError) as exc:
+        raise ValueError(f"cannot load kubeconfig {args.kubeconfig}: {exc}") from exc
     if args.ca_file is not None:
         configuration.ssl_ca_cert = args.ca_file
     api_server_url = str(configuration.host).rstrip("/")
@@ -178,17 +181,18 @@ async def _jwks_from_args(args: argparse.Namespace) -> JWKSCache:
 
 def _pod_from_args(args: argparse.Namespace) -> PodRef | None:
     """Return the PodRef named by the pod options, None when none is given."""
-    given = {
+    pod_options = {
         "--namespace": args.namespace,
         "--pod": args.pod,
         "--pod-uid": args.pod_uid,
     }
-    if not any(given.values()) and args.service_account is None:
+    if not any(pod_options.values()) and args.service_account is None:
         return None
-    missing = [option for option, value in given.items() if not value]
+    missing = [option for option, value in pod_options.items() if not value]
     if missing:
         raise ValueError(
-            f"the pod check needs --namespace, --pod and --pod-uid; missing {', '.join(missing)}"
+            f"the pod check needs --namespace, --pod and --pod-uid, but {', '.join(missing)} "
+            "is missing"
         )
     return PodRef(
         namespace=args.namespace,
@@ -205,7 +209,7 @@ async def _read_token(argument: str) -> str:
         text = argument
     token = text.strip()
     if not token:
-        raise ValueError("the token is empty; pass it as TOKEN or on stdin with -")
+        raise ValueError("the token is empty. Pass it as TOKEN, or on stdin with -")
     return token
 
 

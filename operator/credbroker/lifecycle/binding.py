@@ -31,18 +31,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from credbroker import audit
 from credbroker.conditions import Condition, ConditionType, merge_conditions
 from credbroker.delivery import (
     PREVIOUS_CREDENTIAL_ID_ANNOTATION,
     PREVIOUS_REVOKE_AT_ANNOTATION,
     PreviousCredential,
+    SecretCredentialRefs,
     SecretStore,
     check_ownership,
     read_credential_refs,
     render_secret,
     validate_binding_name,
 )
+from credbroker.durations import format_duration
 from credbroker.errors import CredbrokerError, DeliveryError, PolicyRejected, TargetError
 from credbroker.identity.attestation import PodAttestor
 from credbroker.identity.pods import PodRef
@@ -209,17 +213,30 @@ class BindingReconciler:
         try:
             await self._run_pass(body=body, state=state, current=current)
         except CredbrokerError as error:
-            current.failure = error
-            logger.warning("Binding %s: %s", ref.key, error)
-            self._recorder.emit(
-                ref.as_object(), warning=True, reason=error.reason.value, message=error.message
+            self._record_failure(current, error)
+        except ApiException as error:
+            failure = CredbrokerError(
+                Reason.KUBERNETES_API_ERROR,
+                f"a Kubernetes API call failed with {error.status} {error.reason}; retrying",
             )
-            current.wakeups.append(
-                current.now + timedelta(seconds=self._settings.retry_delay_seconds)
+            self._record_failure(current, failure)
+        except Exception:
+            logger.exception("Binding %s: unexpected error during reconcile", ref.key)
+            failure = CredbrokerError(
+                Reason.INTERNAL_ERROR, "unexpected error; the operator log has the details"
             )
+            self._record_failure(current, failure)
 
         status = self._build_status(current=current, state=state, stored=stored_status)
         return ReconcileResult(status=status, next_run_seconds=self._next_run(current))
+
+    def _record_failure(self, current: _Pass, error: CredbrokerError) -> None:
+        current.failure = error
+        logger.warning("Binding %s: %s", current.ref.key, error)
+        self._recorder.emit(
+            current.ref.as_object(), warning=True, reason=error.reason.value, message=error.message
+        )
+        current.wakeups.append(current.now + timedelta(seconds=self._settings.retry_delay_seconds))
 
     async def _run_pass(
         self, *, body: Mapping[str, Any], state: BindingState, current: _Pass
@@ -308,7 +325,7 @@ class BindingReconciler:
         if current.now < deadline:
             current.wakeups.append(deadline)
             return
-        await self._revoke_all(target=target, ref=ref, spec=spec, refs_secret=secret)
+        await self._revoke_all(target=target, ref=ref, spec=spec, refs=refs)
         state.no_pods_since = None
         current.credential_id = None
         current.issued_at = None
@@ -422,11 +439,10 @@ class BindingReconciler:
         target: Target,
         ref: BindingRef,
         spec: CredentialBindingSpec,
-        refs_secret: Mapping[str, Any] | None,
+        refs: SecretCredentialRefs | None,
     ) -> None:
         """Revoke the current and previous credentials, then delete the Secret."""
-        if refs_secret is not None:
-            refs = read_credential_refs(refs_secret)
+        if refs is not None:
             for credential_id in (
                 refs.credential_id,
                 refs.previous.credential_id if refs.previous else None,
@@ -442,7 +458,8 @@ class BindingReconciler:
         deleted = await self._secrets.delete(ref.namespace, spec.secret_name, binding_uid=ref.uid)
         if deleted:
             message = (
-                f"No verified pod remained for {spec.grace_period}; revoked the credential "
+                f"No verified pod remained for {format_duration(spec.grace_period)}; "
+                "revoked the credential "
                 f"and deleted Secret {spec.secret_name}"
             )
             logger.info("Binding %s: %s", ref.key, message)

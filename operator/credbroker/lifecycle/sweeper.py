@@ -1,8 +1,9 @@
 """Sweep one target: drop expired and orphaned credentials, delete expired Secrets.
 
-A sweep makes one list call on the target and one on the API server, then
-one revoke or delete per credential it removes, so its cost grows with what
-it removes, not with how many credentials are live.
+A sweep makes one list call on the target and one paged list of managed
+Secrets on the API server, then one revoke or delete per credential it
+removes, so its calls grow with what it removes, not with how many
+credentials are live (the list pages grow by one per 500 Secrets).
 
 A credential on the target is removed when:
 - its expiry has passed (``Expired``), or
@@ -58,14 +59,13 @@ async def sweep_target(
 ) -> SweepReport:
     """Sweep ``target``; ``namespaces`` limits the Secrets read (``None``: all namespaces)."""
     started = time.perf_counter()
-    api_calls = 0
+    api_calls_before = secrets.api_calls
     target_calls = 1
     found = await target.list_credentials()
 
     managed: list[dict[str, Any]] = []
     for namespace in namespaces if namespaces is not None else [None]:
         managed.extend(await secrets.list_managed(namespace))
-        api_calls += 1
     mine = [secret for secret in managed if _target_of(secret) == target_name]
 
     referenced: set[str] = set()
@@ -75,7 +75,6 @@ async def sweep_target(
         if refs.expires_at is not None and refs.expires_at <= now:
             if await _delete_expired_secret(secret, secrets=secrets, target_name=target_name):
                 secrets_deleted += 1
-            api_calls += 1
             continue
         if refs.credential_id:
             referenced.add(refs.credential_id)
@@ -84,9 +83,14 @@ async def sweep_target(
 
     revoked_expired = 0
     revoked_orphaned = 0
+    watched = set(namespaces) if namespaces is not None else None
     for credential in found:
         verdict = _sweep_verdict(
-            credential, referenced=referenced, now=now, orphan_min_age=orphan_min_age
+            credential,
+            referenced=referenced,
+            watched=watched,
+            now=now,
+            orphan_min_age=orphan_min_age,
         )
         if verdict is None:
             continue
@@ -123,7 +127,7 @@ async def sweep_target(
         revoked_expired=revoked_expired,
         revoked_orphaned=revoked_orphaned,
         secrets_deleted=secrets_deleted,
-        api_calls=api_calls,
+        api_calls=secrets.api_calls - api_calls_before,
         target_calls=target_calls,
         duration_seconds=time.perf_counter() - started,
     )
@@ -132,11 +136,20 @@ async def sweep_target(
 
 
 def _sweep_verdict(
-    credential: FoundCredential, *, referenced: set[str], now: datetime, orphan_min_age: timedelta
+    credential: FoundCredential,
+    *,
+    referenced: set[str],
+    watched: set[str] | None,
+    now: datetime,
+    orphan_min_age: timedelta,
 ) -> Reason | None:
     if credential.expires_at <= now:
         return Reason.EXPIRED
     if credential.credential_id in referenced:
+        return None
+    if watched is not None and credential.binding_namespace not in watched:
+        # Its Secret lives in a namespace this operator does not read, so
+        # "no Secret references it" cannot be known here.
         return None
     if credential.created_at is not None and now - credential.created_at < orphan_min_age:
         return None
@@ -169,6 +182,15 @@ async def _delete_expired_secret(
         ),
         "",
     )
+    if not owner_uid:
+        logger.warning(
+            "Sweep of target %s: expired Secret %s/%s has no controller owner; "
+            "delete it by hand or restore its ownerReference",
+            target_name,
+            namespace,
+            name,
+        )
+        return False
     deleted = await secrets.delete(namespace, name, binding_uid=owner_uid)
     if deleted:
         audit.emit(

@@ -83,12 +83,14 @@ async def revoke_binding(
                 )
             )
 
+    deleted = False
     if secret is not None:
-        await secrets.delete(ref.namespace, secret_name, binding_uid=ref.uid)
+        deleted = await secrets.delete(ref.namespace, secret_name, binding_uid=ref.uid)
     logger.info(
-        "Binding %s deleted: revoked %d credential(s), Secret %s removed",
+        "Binding %s deleted: revoked %d credential(s); Secret %s %s",
         ref.key,
         revoked,
-        secret_name,
+        secret_name or "(none)",
+        "deleted" if deleted else "left alone (absent or not owned by the binding)",
     )
     return revoked

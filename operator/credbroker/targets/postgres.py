@@ -86,8 +86,9 @@ WITH RECURSIVE reachable(oid) AS (
     FROM pg_catalog.pg_auth_members AS m
     JOIN reachable AS r ON m.member = r.oid
 )
-SELECT role.rolname, role.rolsuper, role.rolcreaterole, role.rolreplication, role.rolbypassrls
-FROM pg_catalog.pg_roles AS role
+SELECT candidate.rolname, candidate.rolsuper, candidate.rolcreaterole,
+       candidate.rolreplication, candidate.rolbypassrls
+FROM pg_catalog.pg_roles AS candidate
 JOIN reachable USING (oid)
 """
 
