@@ -25,7 +25,7 @@ cluster-down: ## Stop the local control plane started by `make cluster`.
 .PHONY: install lint test test-unit test-e2e demo
 
 install: ## Install credbroker and its test dependencies into the current Python.
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 
 lint: ## Run ruff and mypy --strict.
 	$(PYTHON) -m ruff check operator tests e2e

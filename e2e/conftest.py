@@ -55,7 +55,7 @@ def cluster() -> Iterator[ClusterAccess]:
 
 @pytest.fixture
 def namespace(cluster: ClusterAccess) -> Iterator[str]:
-    """A new namespace with a random suffix and its default ServiceAccount; deleted afterwards."""
+    """A new namespace with a random suffix and its default ServiceAccount, deleted afterwards."""
     name = f"e2e-{secrets.token_hex(4)}"
     with cluster.api_client() as api_client:
         core = client.CoreV1Api(api_client)

@@ -21,8 +21,8 @@ from kubernetes.client.exceptions import ApiException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from localcluster import LocalCluster  # noqa: E402
-from operator_harness import (  # noqa: E402
+from localcluster import LocalCluster
+from operator_harness import (
     OPERATOR_NAMESPACE,
     REPO_ROOT,
     OperatorProcess,
@@ -31,7 +31,7 @@ from operator_harness import (  # noqa: E402
     prepare_postgres,
     wait_for,
 )
-from pgserver import PostgresServer  # noqa: E402
+from pgserver import PostgresServer
 
 EXAMPLES_DIR = REPO_ROOT / "examples"
 SECRET_TIMEOUT_SECONDS = 60.0

@@ -1,4 +1,4 @@
-"""Run credbroker against a cluster and a PostgreSQL server, as the e2e suite, demo and benchmarks do.
+"""Run credbroker against a cluster and PostgreSQL, for the e2e suite, demo and benchmarks.
 
 ``prepare_postgres`` creates the demo database and roles; ``install_target``
 writes the admin Secret and the CredentialTarget; ``OperatorProcess`` runs
@@ -38,7 +38,7 @@ def wait_for(
     what: str,
     interval_seconds: float = 0.1,
 ) -> T:
-    """Call ``probe`` until it returns something other than ``None``; fail with ``what`` on timeout."""
+    """Call ``probe`` until it returns something other than ``None``; time out naming ``what``."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         result = probe()

@@ -46,10 +46,17 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="module")
-def operator(
-    cluster: ClusterAccess, postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
+def crds(cluster: ClusterAccess) -> None:
     apply_crds(cluster.kubectl)
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: ClusterAccess,
+    crds: None,
+    postgres: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     process = OperatorProcess(
         kubeconfig=cluster.kubeconfig,
@@ -67,7 +74,9 @@ def api(cluster: ClusterAccess) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture
-def target(api: client.ApiClient, postgres: PostgresServer, namespace: str) -> Iterator[str]:
+def target(
+    api: client.ApiClient, crds: None, postgres: PostgresServer, namespace: str
+) -> Iterator[str]:
     name = f"pg-{namespace}"
     install_target(
         api,

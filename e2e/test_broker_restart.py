@@ -21,11 +21,12 @@ from test_broker import (  # the fixtures are reused, not redefined
     _roles_of,
     _start_story,
     api,
+    crds,
     postgres,
     target,
 )
 
-__all__ = ["api", "postgres", "target"]
+__all__ = ["api", "crds", "postgres", "target"]
 
 
 def test_restart_keeps_credential(

@@ -131,7 +131,7 @@ def test_controlplane_ready(cluster: ClusterAccess) -> None:
         root_ca = wait_until(
             lambda: _read_or_none(core.read_namespaced_config_map, "kube-root-ca.crt", "default"),
             timeout_seconds=EVENTUAL_TIMEOUT_SECONDS,
-            what="root-ca-cert-publisher to create default/kube-root-ca.crt",
+            description="root-ca-cert-publisher to create default/kube-root-ca.crt",
         )
         assert "ca.crt" in root_ca.data
 
@@ -157,10 +157,10 @@ def test_second_start_reuses_binary(
 ) -> None:
     assert isinstance(cluster, LocalCluster)
 
-    def refuse_go(args: list[str], **_: object) -> None:
+    def fail_on_go(args: list[str], **_: object) -> None:
         raise AssertionError(f"go {' '.join(args)} ran, but the cached binary should be reused")
 
-    monkeypatch.setattr(binaries, "_run_go", refuse_go)
+    monkeypatch.setattr(binaries, "_run_go", fail_on_go)
 
     with localcluster.start_cluster() as second:
         assert second.binary_from_cache
@@ -210,7 +210,7 @@ def test_killed_launcher_leaves_no_process(cluster: ClusterAccess, signum: signa
         wait_until(
             lambda: not _component_pids_running(pids),
             timeout_seconds=30,
-            what=f"components {pids} to exit after the launcher got {signum.name}",
+            description=f"components {pids} to exit after the launcher got {signum.name}",
         )
     finally:
         if launcher.poll() is None:
@@ -374,7 +374,7 @@ def test_pod_bound_token(cluster: ClusterAccess, namespace: str) -> None:
         wait_until(
             lambda: _review(api_client, token).authenticated is not True,
             timeout_seconds=EVENTUAL_TIMEOUT_SECONDS,
-            what="TokenReview to reject the token of the deleted pod",
+            description="TokenReview to reject the token of the deleted pod",
         )
         rejected = _review(api_client, token)
         assert rejected.authenticated is not True
@@ -405,7 +405,7 @@ def test_garbage_collector_deletes_dependent(cluster: ClusterAccess, namespace: 
         wait_until(
             lambda: _read_or_none(core.read_namespaced_secret, "dependent", namespace) is None,
             timeout_seconds=EVENTUAL_TIMEOUT_SECONDS,
-            what="the garbage collector to delete the Secret owned by the deleted ConfigMap",
+            description="the garbage collector to delete the Secret owned by the deleted ConfigMap",
         )
         assert _read_or_none(core.read_namespaced_secret, "unrelated", namespace) is not None
 
@@ -469,7 +469,7 @@ def test_rbac_denies_until_rolebinding(cluster: ClusterAccess, namespace: str) -
             wait_until(
                 allowed,
                 timeout_seconds=EVENTUAL_TIMEOUT_SECONDS,
-                what="the RoleBinding to allow listing ConfigMaps",
+                description="the RoleBinding to allow listing ConfigMaps",
             )
             with pytest.raises(ApiException) as still_denied:
                 reader.list_namespaced_secret(namespace)

@@ -59,7 +59,7 @@ def _kubectl(state_dir: Path, args: list[str]) -> int:
             "no cluster state in %s: start one with `python -m localcluster up`", state_dir
         )
         return 1
-    argv = [str(cluster.binary), "kubectl", f"--kubeconfig={cluster.kubeconfig}", *args]
+    argv = [str(cluster.binary), "kubectl", *cluster.kubectl_options(), *args]
     os.execv(argv[0], argv)
     return 1  # Not reached: execv replaces this process.
 

@@ -70,21 +70,25 @@ class ClusterAccess:
 
         Raises :class:`KubectlError` on a non-zero exit when ``check`` is true.
         """
-        command = [str(self.binary), "kubectl", f"--kubeconfig={self.kubeconfig}", *args]
+        command = [str(self.binary), "kubectl", *self.kubectl_options(), *args]
         result = subprocess.run(command, input=input, capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
             raise KubectlError(result.returncode, command, result.stdout, result.stderr)
         return result
 
+    def kubectl_options(self) -> list[str]:
+        """Return the kubectl flags that select this cluster."""
+        return [f"--kubeconfig={self.kubeconfig}"]
+
     def api_client(self) -> ApiClient:
-        """Return a new ``kubernetes.client.ApiClient`` with admin rights; the caller closes it."""
+        """Return a new admin ``kubernetes.client.ApiClient``, which the caller closes."""
         api_client: ApiClient = kubernetes_config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(self.kubeconfig)
         )
         return api_client
 
     def stop(self) -> None:
-        """Release the cluster; the base class owns nothing and does nothing."""
+        """Release the cluster. The base class owns nothing, so it does nothing."""
 
 
 class ExternalCluster(ClusterAccess):

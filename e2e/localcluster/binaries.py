@@ -191,7 +191,7 @@ def _prune_other_builds(*, keep: Path) -> None:
 def _helm_ldflags(version: str) -> str:
     # The -X flags of helm's release builds. Without them `helm version` shows
     # only "vMAJOR.MINOR" and `helm template` assumes Kubernetes v1.20.0, which
-    # fails charts whose kubeVersion asks for anything newer.
+    # fails charts whose kubeVersion requires anything newer.
     major, minor = HELM_DEFAULT_KUBE_VERSION
     return " ".join(
         [

@@ -80,6 +80,7 @@ _STATE_ENTRIES = (
     "etcd",
     "flexvolume",
     "logs",
+    "kubectl-cache",
     "admin.kubeconfig",
     "kube-controller-manager.kubeconfig",
     STATE_FILE_NAME,
@@ -230,7 +231,7 @@ class LocalCluster(ClusterAccess):
             etcd,
             lambda: http_get(f"{etcd_url}/health")[0] == 200,
             timeout_seconds=ETCD_READY_TIMEOUT_SECONDS,
-            what=f"etcd to serve {etcd_url}/health",
+            description=f"etcd to serve {etcd_url}/health",
         )
 
         apiserver = self._start(
@@ -241,7 +242,7 @@ class LocalCluster(ClusterAccess):
             apiserver,
             lambda: admin.get("/readyz")[0] == 200,
             timeout_seconds=APISERVER_READY_TIMEOUT_SECONDS,
-            what=f"{self.server}/readyz to return 200",
+            description=f"{self.server}/readyz to return 200",
         )
 
         controller_manager = self._start(
@@ -252,7 +253,7 @@ class LocalCluster(ClusterAccess):
             controller_manager,
             lambda: admin.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
             timeout_seconds=DEFAULT_SERVICE_ACCOUNT_TIMEOUT_SECONDS,
-            what="the serviceaccount controller to create default/default",
+            description="the serviceaccount controller to create default/default",
         )
         self._write_state()
 
@@ -317,7 +318,7 @@ class LocalCluster(ClusterAccess):
         condition: Callable[[], bool],
         *,
         timeout_seconds: float,
-        what: str,
+        description: str,
     ) -> None:
         deadline = time.monotonic() + timeout_seconds
         while True:
@@ -326,12 +327,12 @@ class LocalCluster(ClusterAccess):
             for running in self.components:
                 if not running.is_running():
                     raise ClusterError(
-                        f"{running.name} exited while waiting for {what}; "
+                        f"{running.name} exited while waiting for {description}; "
                         f"end of {running.log_file}:\n{running.log_tail()}"
                     )
             if time.monotonic() > deadline:
                 raise ClusterError(
-                    f"timed out after {timeout_seconds:.0f} s waiting for {what}; "
+                    f"timed out after {timeout_seconds:.0f} s waiting for {description}; "
                     f"end of {component.log_file}:\n{component.log_tail()}"
                 )
             time.sleep(PROBE_INTERVAL_SECONDS)
@@ -379,6 +380,14 @@ class LocalCluster(ClusterAccess):
         cluster._stopped = False
         return cluster
 
+    def kubectl_options(self) -> list[str]:
+        """Return the kubectl flags that select this cluster, with a discovery cache in its state.
+
+        kubectl's default cache, ~/.kube/cache, would gain a folder for every
+        port that a local cluster ever used.
+        """
+        return [*super().kubectl_options(), f"--cache-dir={self.state_dir / 'kubectl-cache'}"]
+
     def is_running(self) -> bool:
         """Return whether all three components run (it does not probe readiness)."""
         names = {c.name for c in self.components if c.is_running()}
@@ -410,8 +419,8 @@ class LocalCluster(ClusterAccess):
             self._stopped = True
             if self in _live_clusters:
                 _live_clusters.remove(self)
-            # The controller manager and apiserver go first, so that etcd
-            # does not log lost connections from clients shutting down.
+            # The controller manager and apiserver stop first, because
+            # kube-apiserver can hang in its graceful shutdown once etcd is gone.
             clients = [c for c in self.components if c.name != "etcd"]
             stop_components(clients)
             stop_components([c for c in self.components if c.name == "etcd"])
@@ -433,7 +442,7 @@ class LocalCluster(ClusterAccess):
             shutil.rmtree(self.state_dir, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
-                self.state_dir.rmdir()  # Only if nothing else is in it.
+                self.state_dir.rmdir()  # Fails, and keeps the folder, unless it is empty.
 
 
 def _clean_stale_state_dir(state_dir: Path) -> None:

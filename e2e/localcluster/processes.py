@@ -1,9 +1,9 @@
 """Component processes: start, stop and stale-process cleanup for the control plane.
 
 Each component (etcd, kube-apiserver, kube-controller-manager) runs as the
-leader of its own session and process group, so that stopping a component
-signals the whole group and a Ctrl-C in the terminal reaches only the launcher,
-which then stops the components in order.
+leader of its own session and process group. Stopping a component signals the
+whole group, and a Ctrl-C in the terminal reaches only the launcher, which
+then stops the components in order.
 
 Every component gets the environment variable ``CREDBROKER_CONTROLPLANE_OWNER``
 set to the launcher's ``<pid>:<start time>`` (or to ``detached:<state dir>`` for
@@ -265,7 +265,7 @@ def stop_orphaned_components(binary_dir: Path) -> list[int]:
         )
         orphans.append(ComponentProcess(name=f"orphan {pid}", pid=pid, log_file=Path(os.devnull)))
     if orphans:
-        # SIGKILL: a graceful stop gains nothing for a cluster nobody uses, and
-        # kube-apiserver can hang in it when etcd is gone.
+        # SIGKILL, because a graceful stop gains nothing for a cluster whose
+        # launcher is gone, and kube-apiserver can hang in it when etcd is gone.
         stop_components(orphans, signum=signal.SIGKILL)
     return [orphan.pid for orphan in orphans]

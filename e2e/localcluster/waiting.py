@@ -15,12 +15,12 @@ def wait_until(
     condition: Callable[[], T | None],
     *,
     timeout_seconds: float,
-    what: str,
+    description: str,
     interval_seconds: float = POLL_INTERVAL_SECONDS,
 ) -> T:
     """Call ``condition`` until it returns a truthy value, and return that value.
 
-    Raises TimeoutError naming ``what`` when ``timeout_seconds`` pass first.
+    Raises TimeoutError naming ``description`` when ``timeout_seconds`` pass first.
     """
     deadline = time.monotonic() + timeout_seconds
     while True:
@@ -28,5 +28,5 @@ def wait_until(
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_seconds:.0f} s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout_seconds:.0f} s waiting for {description}")
         time.sleep(interval_seconds)
