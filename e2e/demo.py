@@ -3,7 +3,7 @@
 Run it with ``make demo``. It starts the local control plane and a
 PostgreSQL server, installs the CRDs, runs the operator, applies
 ``examples/``, waits for the Secret, logs into PostgreSQL with it, prints
-each step, and stops everything it started (unless ``--keep``).
+each step, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ def _apply(cluster: LocalCluster, documents: list[dict[str, object]]) -> None:
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
 
 
-def run(*, keep: bool, work_dir: Path) -> int:
+def run(*, work_dir: Path) -> int:
     """Run the demo; return the process exit code."""
     started = time.monotonic()
     step("starting the local control plane (the first run builds it from Go modules)")
-    cluster = LocalCluster.start(detached=keep)
-    postgres = PostgresServer(database="shop", stop_at_exit=not keep)
+    cluster = LocalCluster.start()
+    postgres = PostgresServer(database="shop")
     operator: OperatorProcess | None = None
     try:
         step(f"control plane ready at {cluster.server}; kubeconfig {cluster.kubeconfig}")
@@ -135,16 +135,13 @@ def run(*, keep: bool, work_dir: Path) -> int:
             )
             step(f"binding shop/orders: Ready={ready.get('status')} ({ready.get('message', '')})")
         step(f"done in {time.monotonic() - started:.1f} s")
-        if keep:
-            print(f"export KUBECONFIG={cluster.kubeconfig}")
         return 0
     finally:
-        if not keep:
-            if operator is not None:
-                operator.stop()
-            postgres.stop()
-            cluster.stop()
-            step("stopped the operator, PostgreSQL and the control plane")
+        if operator is not None:
+            operator.stop()
+        postgres.stop()
+        cluster.stop()
+        step("stopped the operator, PostgreSQL and the control plane")
 
 
 def _read_secret(core: client.CoreV1Api, namespace: str, name: str) -> client.V1Secret | None:
@@ -159,13 +156,12 @@ def _read_secret(core: client.CoreV1Api, namespace: str, name: str) -> client.V1
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the demo."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="leave everything running at the end")
     parser.add_argument(
         "--work-dir", type=Path, default=REPO_ROOT / ".demo", help="folder for the operator's log"
     )
     args = parser.parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    return run(keep=args.keep, work_dir=args.work_dir)
+    return run(work_dir=args.work_dir)
 
 
 if __name__ == "__main__":

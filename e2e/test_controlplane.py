@@ -225,66 +225,56 @@ def test_killed_launcher_leaves_no_process(cluster: ClusterAccess, signum: signa
     assert not state_dir.exists()
 
 
-@local_only
-def test_cli_up_down(cluster: ClusterAccess, tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
-    env = {**os.environ, "PYTHONPATH": str(E2E_DIR)}
-    command = [sys.executable, "-m", "localcluster"]
-
-    up = subprocess.run(
-        [*command, "up", "--state-dir", str(state_dir)],
+def _run_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "localcluster", "--state-dir", str(state_dir), *args],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(E2E_DIR)},
         timeout=300,
         check=False,
     )
+
+
+def _recorded_pids(state_dir: Path) -> dict[str, int]:
+    state = json.loads((state_dir / "cluster.json").read_text())
+    return {component["name"]: component["pid"] for component in state["components"]}
+
+
+@local_only
+def test_cli_up_down(cluster: ClusterAccess, tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    all_pids: set[int] = set()
+
+    up = _run_cli(state_dir, "up")
     assert up.returncode == 0, up.stderr
     assert up.stdout.strip() == f"export KUBECONFIG={state_dir / 'admin.kubeconfig'}"
-    pids = [c["pid"] for c in json.loads((state_dir / "cluster.json").read_text())["components"]]
+    first_pids = _recorded_pids(state_dir)
+    all_pids.update(first_pids.values())
 
     try:
-        again = subprocess.run(
-            [*command, "up", "--state-dir", str(state_dir)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        again = _run_cli(state_dir, "up")
         assert again.returncode == 0, again.stderr
         assert "already running" in again.stderr
+        assert _recorded_pids(state_dir) == first_pids
 
-        namespaces = subprocess.run(
-            [
-                *command,
-                "--state-dir",
-                str(state_dir),
-                "kubectl",
-                "get",
-                "namespace",
-                "default",
-                "-o",
-                "name",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        namespaces = _run_cli(state_dir, "kubectl", "get", "namespace", "default", "-o", "name")
         assert namespaces.stdout.strip() == "namespace/default", namespaces.stderr
+
+        # A component that died leaves stale state: the next `up` replaces the cluster.
+        os.kill(first_pids["kube-apiserver"], signal.SIGKILL)
+        replaced = _run_cli(state_dir, "up")
+        assert replaced.returncode == 0, replaced.stderr
+        assert "stale cluster state" in replaced.stderr
+        second_pids = _recorded_pids(state_dir)
+        all_pids.update(second_pids.values())
+        assert set(second_pids.values()).isdisjoint(first_pids.values())
+        assert _component_pids_running(list(first_pids.values())) == []
     finally:
-        down = subprocess.run(
-            [*command, "down", "--state-dir", str(state_dir)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+        down = _run_cli(state_dir, "down")
+
     assert down.returncode == 0, down.stderr
-    assert _component_pids_running(pids) == []
+    assert _component_pids_running(sorted(all_pids)) == []
     assert not (state_dir / "cluster.json").exists()
 
 
@@ -502,7 +492,7 @@ def test_helm_version_template_install(
     cluster: ClusterAccess, namespace: str, tmp_path: Path
 ) -> None:
     env = {
-        **os.environ,
+        **cluster.env(),
         "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
         "HELM_CONFIG_HOME": str(tmp_path / "helm-config"),
         "HELM_DATA_HOME": str(tmp_path / "helm-data"),
@@ -522,15 +512,8 @@ def test_helm_version_template_install(
     assert rendered["metadata"]["name"] == "demo-greeting"
     assert rendered["data"] == {"greeting": "hi"}
 
-    helm(
-        "install",
-        "demo",
-        str(chart),
-        "--namespace",
-        namespace,
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-    )
+    # cluster.env() sets KUBECONFIG, so helm reaches the cluster under test.
+    helm("install", "demo", str(chart), "--namespace", namespace)
     installed = cluster.kubectl(
         "get",
         "configmap",

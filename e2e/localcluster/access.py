@@ -80,6 +80,10 @@ class ClusterAccess:
         """Return the kubectl flags that select this cluster."""
         return [f"--kubeconfig={self.kubeconfig}"]
 
+    def env(self) -> dict[str, str]:
+        """Return this process's environment with KUBECONFIG set, for helm and other tools."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
     def api_client(self) -> ApiClient:
         """Return a new admin ``kubernetes.client.ApiClient``, which the caller closes."""
         api_client: ApiClient = kubernetes_config.new_client_from_config(  # type: ignore[no-untyped-call]

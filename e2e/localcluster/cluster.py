@@ -388,6 +388,10 @@ class LocalCluster(ClusterAccess):
         """
         return [*super().kubectl_options(), f"--cache-dir={self.state_dir / 'kubectl-cache'}"]
 
+    def env(self) -> dict[str, str]:
+        """Return the environment for helm and other tools, with KUBECONFIG and KUBECACHEDIR set."""
+        return {**super().env(), "KUBECACHEDIR": str(self.state_dir / "kubectl-cache")}
+
     def is_running(self) -> bool:
         """Return whether all three components run (it does not probe readiness)."""
         names = {c.name for c in self.components if c.is_running()}

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from credbroker import __version__
+from credbroker.metrics import DEFAULT_METRICS_PORT
 from credbroker.settings import (
     DEFAULT_API_THREADS,
     DEFAULT_AUDIENCE,
@@ -22,6 +23,8 @@ from credbroker.settings import (
 )
 
 logger = logging.getLogger(__name__)
+
+MAX_PORT = 65535
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="liveness endpoint served by kopf; empty to disable",
     )
     run.add_argument(
+        "--metrics-port",
+        type=_port_number,
+        default=DEFAULT_METRICS_PORT,
+        metavar="PORT",
+        help="TCP port for Prometheus metrics at /metrics on all interfaces; 0 disables "
+        f"(default: {DEFAULT_METRICS_PORT})",
+    )
+    run.add_argument(
         "--api-threads",
         type=int,
         default=DEFAULT_API_THREADS,
@@ -131,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected a number") from None
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"invalid port {port}: expected 0 to {MAX_PORT}")
+    return port
+
+
 def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
     """Turn the ``run`` arguments into operator settings."""
     return OperatorSettings(
@@ -144,6 +165,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         retry_delay_seconds=args.retry_delay,
         pod_label_selector=args.pod_label_selector,
         liveness_endpoint=args.liveness or None,
+        metrics_port=args.metrics_port or None,
         api_threads=max(1, args.api_threads) if args.api_threads else DEFAULT_API_THREADS,
         watch_server_timeout_seconds=args.watch_timeout,
         watch_client_timeout_seconds=args.watch_timeout + 30,

@@ -23,6 +23,7 @@ from credbroker.errors import CredbrokerError
 from credbroker.kube import BINDINGS_PLURAL, GROUP, TARGETS_PLURAL, VERSION
 from credbroker.lifecycle.sweeper import sweep_target
 from credbroker.lifecycle.teardown import revoke_binding
+from credbroker.metrics import start_metrics_server
 from credbroker.reasons import Reason
 from credbroker.resources import parse_binding, parse_target
 from credbroker.runtime import Runtime, build_runtime
@@ -103,6 +104,21 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         memo.runtime = await build_runtime(
             settings=operator_settings, api_client=api_client, recorder=KopfEventRecorder()
         )
+        port = operator_settings.metrics_port
+        if port:
+            try:
+                memo.runtime.metrics_server = start_metrics_server(
+                    port=port, registry=memo.runtime.metrics.registry
+                )
+            except OSError as error:
+                # Credentials matter more than their metrics: keep brokering, and
+                # let the failed scrape (up == 0) show that metrics are missing.
+                logger.error(
+                    "Serving metrics on port %d failed, continuing without metrics: %s; "
+                    "free the port or pass another --metrics-port",
+                    port,
+                    error,
+                )
         logger.info("credbroker started")
 
     operator_settings = settings
@@ -190,7 +206,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         runtime.seen_generations.pop(key, None)
         try:
             await revoke_binding(
-                body=body, kube=runtime.kube, targets=runtime.targets, secrets=runtime.secrets
+                body=body,
+                kube=runtime.kube,
+                targets=runtime.targets,
+                secrets=runtime.secrets,
+                metrics=runtime.metrics,
             )
         except CredbrokerError as error:
             logger.warning("Binding %s: revocation on delete failed, retrying: %s", key, error)
@@ -220,6 +240,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
                 namespaces=operator_settings.watch_namespaces or None,
                 now=now,
                 orphan_min_age=timedelta(seconds=operator_settings.orphan_min_age_seconds),
+                metrics=runtime.metrics,
             )
         except CredbrokerError as error:
             logger.warning("Sweep of target %s failed: %s", name, error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,11 +71,17 @@ class _Subscription:
 
 
 class PodRegistry:
-    """Live pods by namespace and uid, with wake-ups for the bindings that select them."""
+    """Live pods by namespace and uid, with wake-ups for the bindings that select them.
 
-    def __init__(self) -> None:
+    It also stores when each live pod was first observed, read from
+    ``monotonic`` (seconds), for the issuance latency metric.
+    """
+
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._pods: dict[str, dict[str, PodSummary]] = {}
         self._subscriptions: dict[str, _Subscription] = {}
+        self._first_seen: dict[str, float] = {}
+        self._monotonic = monotonic
 
     def __len__(self) -> int:
         return sum(len(pods) for pods in self._pods.values())
@@ -88,6 +95,7 @@ class PodRegistry:
         in_namespace = self._pods.setdefault(summary.namespace, {})
         previous = in_namespace.get(summary.uid)
         if event_type == "DELETED" or not is_pod_live(pod):
+            self._first_seen.pop(summary.uid, None)
             if in_namespace.pop(summary.uid, None) is None:
                 return
             if not in_namespace:
@@ -97,6 +105,8 @@ class PodRegistry:
 
         if previous == summary:
             return
+        if previous is None:
+            self._first_seen.setdefault(summary.uid, self._monotonic())
         in_namespace[summary.uid] = summary
         self._wake(summary.namespace, summary.labels)
         if previous is not None and previous.labels != summary.labels:
@@ -106,6 +116,10 @@ class PodRegistry:
         """Return the live pods of ``namespace`` whose labels ``matches`` accepts, by name."""
         pods = self._pods.get(namespace, {}).values()
         return sorted((pod for pod in pods if matches(pod.labels)), key=lambda pod: pod.name)
+
+    def first_seen(self, uid: str) -> float | None:
+        """Return the monotonic time when the live pod ``uid`` was first observed."""
+        return self._first_seen.get(uid)
 
     def subscribe(self, *, key: str, namespace: str, matches: Matcher) -> asyncio.Event:
         """Register a binding; the returned event is set whenever a matching pod changes."""

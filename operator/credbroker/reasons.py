@@ -57,3 +57,16 @@ class Reason(StrEnum):
     BINDING_DELETED = "BindingDeleted"
     EXPIRED = "Expired"
     ORPHANED = "Orphaned"
+
+    # SPIFFE: SPIFFE IDs, trust bundles, X.509-SVIDs and JWT-SVIDs.
+    INVALID_SPIFFE_ID = "InvalidSPIFFEID"
+    BUNDLE_INVALID = "BundleInvalid"
+    TRUST_DOMAIN_MISMATCH = "TrustDomainMismatch"
+    MALFORMED_SVID = "MalformedSVID"
+    SVID_URI_SAN_COUNT = "SVIDURISANCount"
+    SVID_NOT_LEAF = "SVIDNotLeaf"
+    SVID_KEY_USAGE_INVALID = "SVIDKeyUsageInvalid"
+    SVID_EXPIRED = "SVIDExpired"
+    SVID_NOT_YET_VALID = "SVIDNotYetValid"
+    SVID_CHAIN_INVALID = "SVIDChainInvalid"
+    JWT_SVID_HEADER_INVALID = "JWTSVIDHeaderInvalid"

@@ -20,6 +20,7 @@ from credbroker.identity.jwks import JWKSCache, fetcher_from_kube_config
 from credbroker.identity.serviceaccount import ServiceAccountTokenVerifier
 from credbroker.kube import EventRecorder, KubeGateway
 from credbroker.lifecycle.binding import BindingReconciler
+from credbroker.metrics import Metrics, MetricsServer
 from credbroker.pods import PodRegistry
 from credbroker.settings import OperatorSettings
 from credbroker.targets.registry import TargetRegistry
@@ -43,10 +44,15 @@ class Runtime:
     targets: TargetRegistry
     secrets: SecretStore
     reconciler: BindingReconciler
+    metrics: Metrics = field(default_factory=Metrics)
+    metrics_server: MetricsServer | None = None
     seen_generations: dict[str, int] = field(default_factory=dict)
 
     async def close(self) -> None:
-        """Close target connections and the API client."""
+        """Stop the metrics server, close target connections and the API client."""
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.close)
+            self.metrics_server = None
         await self.targets.close()
         await asyncio.to_thread(self.api_client.close)
 
@@ -89,6 +95,8 @@ async def build_runtime(
         audience=settings.audience,
         token_expiration_seconds=settings.token_expiration_seconds,
     )
+    metrics = Metrics()
+    metrics.watch_jwks(jwks)
     pods = PodRegistry()
     targets = TargetRegistry(kube=kube, operator_namespace=settings.namespace)
     secrets = SecretStore(cast(Any, kube.core))
@@ -100,6 +108,7 @@ async def build_runtime(
         targets=targets,
         secrets=secrets,
         recorder=recorder,
+        metrics=metrics,
     )
     logger.info(
         "credbroker runtime ready: issuer %s, audience %s, operator namespace %s, scope %s",
@@ -118,4 +127,5 @@ async def build_runtime(
         targets=targets,
         secrets=secrets,
         reconciler=reconciler,
+        metrics=metrics,
     )

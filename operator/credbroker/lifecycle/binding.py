@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,12 +48,19 @@ from credbroker.delivery import (
     validate_binding_name,
 )
 from credbroker.durations import format_duration
-from credbroker.errors import CredbrokerError, DeliveryError, PolicyRejected, TargetError
+from credbroker.errors import (
+    CredbrokerError,
+    DeliveryError,
+    IdentityRejected,
+    PolicyRejected,
+    TargetError,
+)
 from credbroker.identity.attestation import PodAttestor
 from credbroker.identity.pods import PodRef
 from credbroker.identity.workload import WorkloadIdentity
 from credbroker.ids import new_credential_id
 from credbroker.kube import EventRecorder, KubeGateway
+from credbroker.metrics import UNKNOWN_TARGET_TYPE, Metrics
 from credbroker.pods import PodRegistry, PodSummary
 from credbroker.policy import Grant, authorize_identity, grant_for_binding
 from credbroker.reasons import Reason
@@ -147,6 +155,7 @@ class BindingState:
 
     verdicts: dict[str, PodVerdict] = field(default_factory=dict)
     no_pods_since: datetime | None = None
+    first_seen_monotonic: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,6 +180,9 @@ class _Pass:
     wakeups: list[datetime] = field(default_factory=list)
     failure: CredbrokerError | None = None
     issued_reason: Reason | None = None
+    target_type: str = UNKNOWN_TARGET_TYPE
+    secret_read: bool = False
+    binding_first_seen: float = 0.0
 
 
 class BindingReconciler:
@@ -187,6 +199,8 @@ class BindingReconciler:
         secrets: SecretStore,
         recorder: EventRecorder,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._kube = kube
@@ -196,18 +210,24 @@ class BindingReconciler:
         self._secrets = secrets
         self._recorder = recorder
         self._clock = clock
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._monotonic = monotonic
         self._states: dict[str, BindingState] = {}
         self._verify_slots = asyncio.Semaphore(settings.verify_concurrency)
 
     def forget(self, key: str) -> None:
         """Drop the cache of a binding that is gone."""
         self._states.pop(key, None)
+        self._metrics.forget_binding(key)
 
     async def reconcile(self, body: Mapping[str, Any]) -> ReconcileResult:
         """Run one pass over the binding ``body``; never raises for expected failures."""
         ref = BindingRef.from_body(body)
-        state = self._states.setdefault(ref.key, BindingState())
-        current = _Pass(ref=ref, now=self._clock())
+        state = self._states.get(ref.key)
+        if state is None:
+            state = BindingState(first_seen_monotonic=self._monotonic())
+            self._states[ref.key] = state
+        current = _Pass(ref=ref, now=self._clock(), binding_first_seen=state.first_seen_monotonic)
         stored_status = dict(body.get("status") or {})
 
         try:
@@ -227,11 +247,20 @@ class BindingReconciler:
             )
             self._record_failure(current, failure)
 
+        if current.secret_read:
+            self._metrics.set_credential_held(
+                binding=ref.key,
+                target_type=current.target_type,
+                held=current.credential_id is not None,
+            )
         status = self._build_status(current=current, state=state, stored=stored_status)
         return ReconcileResult(status=status, next_run_seconds=self._next_run(current))
 
     def _record_failure(self, current: _Pass, error: CredbrokerError) -> None:
         current.failure = error
+        self._metrics.reconcile_failed(target_type=current.target_type, reason=error.reason)
+        if isinstance(error, PolicyRejected):
+            self._metrics.credential_rejected(target_type=current.target_type, reason=error.reason)
         logger.warning("Binding %s: %s", current.ref.key, error)
         self._recorder.emit(
             current.ref.as_object(), warning=True, reason=error.reason.value, message=error.message
@@ -255,6 +284,7 @@ class BindingReconciler:
                 "create it or fix spec.targetRef.name",
             )
         target_spec = _parse_target_of(target_name, target_body)
+        current.target_type = target_spec.type
         grant = grant_for_binding(
             binding_namespace=ref.namespace,
             binding=spec,
@@ -264,7 +294,14 @@ class BindingReconciler:
         current.grant = grant
 
         selected = self._pods.selected(namespace=ref.namespace, matches=spec.pod_selector.matches)
-        await self._verify_pods(ref=ref, spec=spec, selected=selected, state=state, now=current.now)
+        await self._verify_pods(
+            ref=ref,
+            spec=spec,
+            selected=selected,
+            state=state,
+            now=current.now,
+            target_type=current.target_type,
+        )
         verified = [verdict for verdict in state.verdicts.values() if verdict.verified]
         for verdict in verified:
             if verdict.identity is not None:
@@ -276,6 +313,7 @@ class BindingReconciler:
         if secret is not None:
             check_ownership(secret, binding_uid=ref.uid, binding_ref=ref.key)
         refs = read_credential_refs(secret) if secret is not None else None
+        current.secret_read = True
         if refs is not None:
             current.credential_id = refs.credential_id
             current.issued_at = refs.issued_at
@@ -424,6 +462,11 @@ class BindingReconciler:
             message += "; the TTL was capped at the target's maxTTL"
         logger.info("Binding %s: %s", ref.key, message)
         self._recorder.emit(ref.as_object(), warning=False, reason=reason.value, message=message)
+        if has_current:
+            self._metrics.credential_renewed(target_type=target.kind, reason=reason)
+        else:
+            self._metrics.credential_issued(target_type=target.kind, reason=reason)
+            self._observe_issuance_latency(verified=verified, current=current)
 
         current.credential_id = credential_id
         current.issued_at = now
@@ -477,6 +520,8 @@ class BindingReconciler:
         reason: Reason,
     ) -> None:
         existed = await target.revoke(credential_id)
+        if existed:
+            self._metrics.credential_revoked(target_type=target.kind, reason=reason)
         audit.emit(
             audit.AuditRecord(
                 action=audit.AuditAction.REVOKE,
@@ -518,6 +563,7 @@ class BindingReconciler:
         selected: list[PodSummary],
         state: BindingState,
         now: datetime,
+        target_type: str,
     ) -> None:
         selected_uids = {pod.uid for pod in selected}
         for uid in list(state.verdicts):
@@ -534,6 +580,8 @@ class BindingReconciler:
         )
         for verdict in verdicts:
             state.verdicts[verdict.pod.uid] = verdict
+            if not verdict.verified:
+                self._metrics.credential_rejected(target_type=target_type, reason=verdict.reason)
 
     def _needs_check(
         self, verdict: PodVerdict | None, pod: PodSummary, ref: BindingRef, now: datetime
@@ -580,6 +628,8 @@ class BindingReconciler:
         error: CredbrokerError,
     ) -> PodVerdict:
         logger.warning("Binding %s: pod %s (uid %s) rejected: %s", ref.key, pod.ref, pod.uid, error)
+        if isinstance(error, IdentityRejected):
+            self._metrics.identity_verification_failed(error.reason)
         audit.emit(
             audit.AuditRecord(
                 action=audit.AuditAction.REJECT,
@@ -615,6 +665,20 @@ class BindingReconciler:
             reason=error.reason,
             message=error.message,
         )
+
+    def _observe_issuance_latency(self, *, verified: list[PodVerdict], current: _Pass) -> None:
+        """Record the time since the first verified pod appeared, or since the binding did."""
+        pods_seen = [
+            seen
+            for seen in (self._pods.first_seen(verdict.pod.uid) for verdict in verified)
+            if seen is not None
+        ]
+        if not pods_seen:
+            return
+        # A pod that ran before its binding existed waited for the binding, not
+        # for the operator, so the wait starts when the binding was first seen.
+        started = max(min(pods_seen), current.binding_first_seen)
+        self._metrics.observe_issuance_latency(self._monotonic() - started)
 
     def _build_status(
         self, *, current: _Pass, state: BindingState, stored: Mapping[str, Any]

@@ -27,6 +27,7 @@ from typing import Any
 
 from credbroker import audit
 from credbroker.delivery import TARGET_ANNOTATION, SecretStore, read_credential_refs
+from credbroker.metrics import Metrics
 from credbroker.reasons import Reason
 from credbroker.targets.base import FoundCredential, Target
 
@@ -56,8 +57,10 @@ async def sweep_target(
     namespaces: Sequence[str] | None,
     now: datetime,
     orphan_min_age: timedelta,
+    metrics: Metrics | None = None,
 ) -> SweepReport:
     """Sweep ``target``; ``namespaces`` limits the Secrets read (``None``: all namespaces)."""
+    metrics = metrics if metrics is not None else Metrics()
     started = time.perf_counter()
     api_calls_before = secrets.api_calls
     target_calls = 1
@@ -75,6 +78,7 @@ async def sweep_target(
         if refs.expires_at is not None and refs.expires_at <= now:
             if await _delete_expired_secret(secret, secrets=secrets, target_name=target_name):
                 secrets_deleted += 1
+                metrics.secret_swept(target_type=target.kind, reason=Reason.EXPIRED)
             continue
         if refs.credential_id:
             referenced.add(refs.credential_id)
@@ -96,6 +100,8 @@ async def sweep_target(
             continue
         target_calls += 1
         existed = await target.revoke(credential.credential_id)
+        if existed:
+            metrics.credential_swept(target_type=target.kind, reason=verdict)
         if verdict is Reason.EXPIRED:
             revoked_expired += int(existed)
         else:
@@ -131,6 +137,7 @@ async def sweep_target(
         target_calls=target_calls,
         duration_seconds=time.perf_counter() - started,
     )
+    metrics.observe_sweep(target_type=target.kind, seconds=report.duration_seconds)
     logger.info("Sweep of target %s finished: %s", target_name, report)
     return report
 

@@ -16,6 +16,7 @@ from credbroker import audit
 from credbroker.delivery import SecretStore, is_owned_by, read_credential_refs
 from credbroker.kube import KubeGateway
 from credbroker.lifecycle.binding import BindingRef
+from credbroker.metrics import Metrics
 from credbroker.reasons import Reason
 from credbroker.resources import parse_target
 from credbroker.targets.registry import TargetRegistry
@@ -29,6 +30,7 @@ async def revoke_binding(
     kube: KubeGateway,
     targets: TargetRegistry,
     secrets: SecretStore,
+    metrics: Metrics | None = None,
 ) -> int:
     """Revoke every credential of a binding and delete its Secret; return how many were revoked.
 
@@ -70,6 +72,8 @@ async def revoke_binding(
         for credential_id in sorted(credential_ids):
             existed = await target.revoke(credential_id)
             revoked += int(existed)
+            if existed and metrics is not None:
+                metrics.credential_revoked(target_type=target.kind, reason=Reason.BINDING_DELETED)
             audit.emit(
                 audit.AuditRecord(
                     action=audit.AuditAction.REVOKE,
