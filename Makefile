@@ -42,3 +42,13 @@ test-e2e: ## Run only the end-to-end suite (starts the local control plane).
 
 demo: install ## Run the whole story: control plane, PostgreSQL, operator, examples, and a login.
 	$(PYTHON) e2e/demo.py $(DEMO_ARGS)
+
+## --- Benchmarks ---
+
+# Benchmark sizes: tiny, small or full (bench/scales.py).
+BENCH_SCALE ?= full
+
+.PHONY: bench
+
+bench: install ## Run the benchmarks (BENCH_SCALE=full); write bench/results/ and docs/benchmarks.md.
+	$(PYTHON) -m bench --scale $(BENCH_SCALE)

@@ -10,7 +10,15 @@ from typing import Any
 
 from kubernetes import client
 
-PACKAGES = ("credbroker", "kopf", "kubernetes", "psycopg", "PyJWT", "cryptography")
+# Distribution name -> key in the results; "kubernetes" there is the cluster's version.
+PACKAGES = {
+    "credbroker": "credbroker",
+    "kopf": "kopf",
+    "kubernetes": "kubernetes_client",
+    "psycopg": "psycopg",
+    "PyJWT": "pyjwt",
+    "cryptography": "cryptography",
+}
 
 
 def machine_info() -> dict[str, Any]:
@@ -41,11 +49,11 @@ def load_average() -> list[float]:
 def package_versions() -> dict[str, str]:
     """Return the installed versions of Python and the packages that the results depend on."""
     versions = {"python": platform.python_version()}
-    for package in PACKAGES:
+    for package, key in PACKAGES.items():
         try:
-            versions[package] = importlib.metadata.version(package)
+            versions[key] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
+            versions[key] = "not installed"
     return versions
 
 

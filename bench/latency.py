@@ -23,7 +23,9 @@ LOGIN_TIMEOUT_SECONDS = 5
 BINDING_LABEL_KEY = "bench.credbroker.dev/binding"
 
 
-def run_latency(stack: Stack, *, namespace: str, pods: int, timeout_seconds: float) -> dict[str, Any]:
+def run_latency(
+    stack: Stack, *, namespace: str, pods: int, timeout_seconds: float
+) -> dict[str, Any]:
     """Create ``pods`` pods one at a time and time each until its credential logs in."""
     names = [f"lat-{index:04d}" for index in range(pods)]
     for name in names:

@@ -126,4 +126,3 @@ def operator_rss(pid: int) -> dict[str, int]:
         elif line.startswith("VmHWM:"):
             values["peak_rss_bytes"] = int(line.split()[1]) * 1024
     return values
-

@@ -50,7 +50,9 @@ def create_pods(
         binding, pod = item
         created = stack.core.create_namespaced_pod(
             namespace,
-            pod_body(name=pod, labels={BINDING_LABEL_KEY: binding}, service_account=SERVICE_ACCOUNT),
+            pod_body(
+                name=pod, labels={BINDING_LABEL_KEY: binding}, service_account=SERVICE_ACCOUNT
+            ),
         )
         return binding, pod, str(created.metadata.uid)
 
@@ -121,4 +123,3 @@ def run_operator_throughput(
         "attestations_per_second": round(total_pods / all_secrets, 2),
         "logins_checked": len(sampled),
     }
-

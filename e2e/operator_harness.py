@@ -236,6 +236,9 @@ class OperatorProcess:
             "",
             "--log-format",
             "json",
+            # Several operators may run at once in tests, so none takes the
+            # default metrics port unless a test asks for one.
+            *([] if "--metrics-port" in self.extra_args else ["--metrics-port", "0"]),
             *self.extra_args,
         ]
         log = self.log_path.open("ab")

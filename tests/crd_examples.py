@@ -336,6 +336,119 @@ BINDING_EXAMPLES: list[SpecExample] = [
         replaced(BINDING_SPEC, serviceAccounts=["Orders"]),
         field="spec.serviceAccounts[0]",
     ),
+    _binding(
+        "binding-spiffe-only",
+        replaced(
+            BINDING_SPEC,
+            serviceAccounts=REMOVE,
+            spiffe={
+                "trustDomain": "example.org",
+                "allowedIDs": [
+                    {"exact": "spiffe://example.org/ns/shop/sa/orders"},
+                    {"pathPrefix": "/ns/shop/"},
+                ],
+                "bundleRef": {"kind": "ConfigMap", "name": "example-org-bundle"},
+            },
+            delivery={"exchange": {"returnCredential": True, "refreshSecret": False}},
+        ),
+    ),
+    _binding(
+        "binding-spiffe-whole-domain",
+        replaced(
+            BINDING_SPEC,
+            spiffe={
+                "trustDomain": "example.org",
+                "allowedIDs": [{"pathPrefix": "/"}],
+                "bundleRef": {"kind": "Secret", "name": "bundle", "key": "td.json"},
+            },
+        ),
+    ),
+    _binding(
+        "binding-no-identities",
+        replaced(BINDING_SPEC, serviceAccounts=REMOVE),
+        field="spec.serviceAccounts",
+        cel_message="serviceAccounts is required unless spiffe.allowedIDs is set",
+    ),
+    _binding(
+        "binding-spiffe-without-ids",
+        replaced(BINDING_SPEC, serviceAccounts=REMOVE, spiffe={"trustDomain": "example.org"}),
+        field="spec.serviceAccounts",
+        cel_message="serviceAccounts is required unless spiffe.allowedIDs is set",
+    ),
+    _binding(
+        "binding-spiffe-no-trust-domain",
+        replaced(BINDING_SPEC, spiffe={"allowedIDs": [{"pathPrefix": "/"}]}),
+        field="spec.spiffe.trustDomain",
+    ),
+    _binding(
+        "binding-spiffe-uppercase-domain",
+        replaced(BINDING_SPEC, spiffe={"trustDomain": "Example.org"}),
+        field="spec.spiffe.trustDomain",
+    ),
+    _binding(
+        "binding-spiffe-id-other-domain",
+        replaced(
+            BINDING_SPEC,
+            spiffe={
+                "trustDomain": "example.org",
+                "allowedIDs": [{"exact": "spiffe://other.org/ns/shop/sa/orders"}],
+            },
+        ),
+        field="spec.spiffe.allowedIDs",
+        cel_message="must be in the trust domain",
+    ),
+    _binding(
+        "binding-spiffe-id-both-forms",
+        replaced(
+            BINDING_SPEC,
+            spiffe={
+                "trustDomain": "example.org",
+                "allowedIDs": [
+                    {"exact": "spiffe://example.org/ns/shop/sa/orders", "pathPrefix": "/ns/"}
+                ],
+            },
+        ),
+        field="spec.spiffe.allowedIDs[0].exact",
+        cel_message="set exactly one of exact and pathPrefix",
+    ),
+    _binding(
+        "binding-spiffe-id-no-form",
+        replaced(BINDING_SPEC, spiffe={"trustDomain": "example.org", "allowedIDs": [{}]}),
+        field="spec.spiffe.allowedIDs[0].exact",
+        cel_message="set exactly one of exact and pathPrefix",
+    ),
+    _binding(
+        "binding-spiffe-prefix-no-slash",
+        replaced(
+            BINDING_SPEC,
+            spiffe={"trustDomain": "example.org", "allowedIDs": [{"pathPrefix": "/ns/shop"}]},
+        ),
+        field="spec.spiffe.allowedIDs[0].pathPrefix",
+    ),
+    _binding(
+        "binding-spiffe-id-query",
+        replaced(
+            BINDING_SPEC,
+            spiffe={
+                "trustDomain": "example.org",
+                "allowedIDs": [{"exact": "spiffe://example.org/a?b"}],
+            },
+        ),
+        field="spec.spiffe.allowedIDs[0].exact",
+    ),
+    _binding(
+        "binding-bundle-kind",
+        replaced(
+            BINDING_SPEC,
+            spiffe={"trustDomain": "example.org", "bundleRef": {"kind": "Pod", "name": "x"}},
+        ),
+        field="spec.spiffe.bundleRef.kind",
+    ),
+    _binding(
+        "binding-exchange-flag-string",
+        replaced(BINDING_SPEC, delivery={"exchange": {"returnCredential": "yes"}}),
+        field="spec.delivery.exchange.returnCredential",
+    ),
     _binding("binding-role-with-dash", replaced(BINDING_SPEC, role="orders-rw"), field="spec.role"),
     _binding(
         "binding-ttl-too-short",

@@ -243,3 +243,98 @@ def test_authorize_same_account_other_namespace() -> None:
         authorize_identity(identity=identity, binding_namespace="shop", binding=make_binding())
 
     assert caught.value.reason is Reason.NAMESPACE_NOT_ALLOWED
+
+
+# --- Bindings in SPIFFE terms. ----------------------------------------------
+
+SHOP_PREFIX = {"trustDomain": "example.org", "allowedIDs": [{"pathPrefix": "/ns/shop/"}]}
+
+
+def svid_identity(spiffe_id: str) -> WorkloadIdentity:
+    return make_identity(
+        namespace="", service_account="", pod_name="", pod_uid="", spiffe_id=spiffe_id
+    )
+
+
+def test_authorize_derived_id_matches_prefix() -> None:
+    binding = make_binding(serviceAccounts=["billing"], spiffe=SHOP_PREFIX)
+
+    authorize_identity(identity=make_identity(), binding_namespace="shop", binding=binding)
+
+
+def test_authorize_spiffe_only_binding() -> None:
+    spec = {
+        "trustDomain": "example.org",
+        "allowedIDs": [{"exact": "spiffe://example.org/ns/shop/sa/orders"}],
+    }
+    binding = CredentialBindingSpec.model_validate(
+        {
+            "targetRef": {"name": "orders-db"},
+            "role": "orders_reader",
+            "podSelector": {},
+            "secretName": "orders-db",
+            "spiffe": spec,
+        }
+    )
+
+    authorize_identity(identity=make_identity(), binding_namespace="shop", binding=binding)
+    with pytest.raises(PolicyRejected) as caught:
+        authorize_identity(
+            identity=make_identity(service_account="web"), binding_namespace="shop", binding=binding
+        )
+    assert caught.value.reason is Reason.SERVICE_ACCOUNT_NOT_ALLOWED
+    assert "spiffe://example.org/ns/shop/sa/web" in caught.value.message
+
+
+def test_authorize_derived_id_keeps_namespace_check() -> None:
+    binding = make_binding(
+        spiffe={"trustDomain": "example.org", "allowedIDs": [{"pathPrefix": "/"}]}
+    )
+
+    with pytest.raises(PolicyRejected) as caught:
+        authorize_identity(
+            identity=make_identity(namespace="billing"), binding_namespace="shop", binding=binding
+        )
+    assert caught.value.reason is Reason.NAMESPACE_NOT_ALLOWED
+
+
+def test_authorize_svid_matches_prefix() -> None:
+    binding = make_binding(spiffe=SHOP_PREFIX)
+
+    identity = svid_identity("spiffe://example.org/ns/shop/sa/batch")
+    authorize_identity(identity=identity, binding_namespace="shop", binding=binding)
+
+
+def test_authorize_svid_outside_prefix() -> None:
+    binding = make_binding(spiffe=SHOP_PREFIX)
+
+    for spiffe_id in (
+        "spiffe://example.org/ns/shopping/sa/web",
+        "spiffe://example.org/ns/shop",
+        "spiffe://other.org/ns/shop/sa/web",
+    ):
+        with pytest.raises(PolicyRejected) as caught:
+            authorize_identity(
+                identity=svid_identity(spiffe_id), binding_namespace="shop", binding=binding
+            )
+        assert caught.value.reason is Reason.SPIFFE_ID_NOT_ALLOWED, spiffe_id
+        assert spiffe_id in caught.value.message
+
+
+def test_authorize_svid_ignores_account_list() -> None:
+    # An SVID path that looks like a listed service account grants nothing by itself.
+    binding = make_binding(serviceAccounts=["orders"])
+
+    identity = svid_identity("spiffe://example.org/ns/shop/sa/orders")
+    with pytest.raises(PolicyRejected) as caught:
+        authorize_identity(identity=identity, binding_namespace="shop", binding=binding)
+    assert caught.value.reason is Reason.SPIFFE_ID_NOT_ALLOWED
+
+
+def test_authorize_given_id_beats_derived() -> None:
+    binding = make_binding(serviceAccounts=["billing"], spiffe=SHOP_PREFIX)
+    identity = make_identity(spiffe_id="spiffe://example.org/ns/other/sa/orders")
+
+    with pytest.raises(PolicyRejected) as caught:
+        authorize_identity(identity=identity, binding_namespace="shop", binding=binding)
+    assert caught.value.reason is Reason.SERVICE_ACCOUNT_NOT_ALLOWED

@@ -9,11 +9,15 @@ import sys
 from collections.abc import Sequence
 
 from credbroker import __version__
-from credbroker.metrics import DEFAULT_METRICS_PORT
 from credbroker.settings import (
     DEFAULT_API_THREADS,
     DEFAULT_AUDIENCE,
+    DEFAULT_EXCHANGE_BURST,
+    DEFAULT_EXCHANGE_HOST,
+    DEFAULT_EXCHANGE_REFILL_PER_SECOND,
     DEFAULT_LIVENESS_ENDPOINT,
+    DEFAULT_METRICS_ADDRESS,
+    DEFAULT_METRICS_PORT,
     DEFAULT_ORPHAN_MIN_AGE_SECONDS,
     DEFAULT_RETRY_DELAY_SECONDS,
     DEFAULT_SWEEP_INTERVAL_SECONDS,
@@ -108,8 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port_number,
         default=DEFAULT_METRICS_PORT,
         metavar="PORT",
-        help="TCP port for Prometheus metrics at /metrics on all interfaces; 0 disables "
+        help="TCP port for Prometheus metrics at /metrics; 0 disables "
         f"(default: {DEFAULT_METRICS_PORT})",
+    )
+    run.add_argument(
+        "--metrics-address",
+        default=DEFAULT_METRICS_ADDRESS,
+        metavar="ADDRESS",
+        help=f"IP address the metrics server listens on (default: {DEFAULT_METRICS_ADDRESS}, "
+        "every interface)",
     )
     run.add_argument(
         "--api-threads",
@@ -127,6 +138,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--peering", default=None, metavar="NAME", help="kopf peering name for hot standby"
     )
+    run.add_argument(
+        "--exchange-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve the HTTPS exchange endpoint on this port; 0 (default) disables it",
+    )
+    run.add_argument(
+        "--exchange-host", default=DEFAULT_EXCHANGE_HOST, help="address the exchange endpoint binds"
+    )
+    run.add_argument(
+        "--exchange-tls-secret",
+        default=None,
+        metavar="NAME",
+        help="Secret (tls.crt, tls.key) in the operator's namespace with the endpoint's "
+        "certificate; default: a self-issued certificate, for tests only",
+    )
+    run.add_argument(
+        "--exchange-burst",
+        type=int,
+        default=DEFAULT_EXCHANGE_BURST,
+        help="exchange requests one identity may make at once before it is rate limited",
+    )
+    run.add_argument(
+        "--exchange-rate",
+        type=float,
+        default=DEFAULT_EXCHANGE_REFILL_PER_SECOND,
+        metavar="PER_SECOND",
+        help="exchange requests per second one identity may make after its burst",
+    )
     run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
     run.add_argument(
         "--log-format", choices=["plain", "full", "json"], default="full", help="log line format"
@@ -139,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     from credbroker.identity import verify_command
 
     verify_command.add_arguments(verify)
+
+    from credbroker.spiffe import commands as spiffe_commands
+
+    svid = commands.add_parser("verify-svid", help="verify an X.509-SVID against a SPIFFE bundle")
+    spiffe_commands.add_verify_svid_arguments(svid)
+    jwt_svid = commands.add_parser(
+        "verify-jwt-svid", help="verify a JWT-SVID against a SPIFFE bundle"
+    )
+    spiffe_commands.add_verify_jwt_svid_arguments(jwt_svid)
     return parser
 
 
@@ -166,6 +216,12 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         pod_label_selector=args.pod_label_selector,
         liveness_endpoint=args.liveness or None,
         metrics_port=args.metrics_port or None,
+        metrics_address=args.metrics_address,
+        exchange_port=args.exchange_port or None,
+        exchange_host=args.exchange_host,
+        exchange_tls_secret=args.exchange_tls_secret,
+        exchange_burst=args.exchange_burst,
+        exchange_refill_per_second=args.exchange_rate,
         api_threads=max(1, args.api_threads) if args.api_threads else DEFAULT_API_THREADS,
         watch_server_timeout_seconds=args.watch_timeout,
         watch_client_timeout_seconds=args.watch_timeout + 30,
@@ -213,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from credbroker.identity import verify_command
 
         return asyncio.run(verify_command.run(args))
+    if args.command in ("verify-svid", "verify-jwt-svid"):
+        from credbroker.spiffe import commands as spiffe_commands
+
+        if args.command == "verify-svid":
+            return asyncio.run(spiffe_commands.run_verify_svid(args))
+        return asyncio.run(spiffe_commands.run_verify_jwt_svid(args))
     return 2
 
 

@@ -10,6 +10,7 @@ everything); targets get a timer (the sweep).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
@@ -104,18 +105,23 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         memo.runtime = await build_runtime(
             settings=operator_settings, api_client=api_client, recorder=KopfEventRecorder()
         )
+        if memo.runtime.exchange_server is not None:
+            await memo.runtime.exchange_server.start()
         port = operator_settings.metrics_port
         if port:
             try:
                 memo.runtime.metrics_server = start_metrics_server(
-                    port=port, registry=memo.runtime.metrics.registry
+                    port=port,
+                    registry=memo.runtime.metrics.registry,
+                    address=operator_settings.metrics_address,
                 )
             except OSError as error:
                 # Credentials matter more than their metrics: keep brokering, and
                 # let the failed scrape (up == 0) show that metrics are missing.
                 logger.error(
-                    "Serving metrics on port %d failed, continuing without metrics: %s; "
+                    "Serving metrics on %s:%d failed, continuing without metrics: %s; "
                     "free the port or pass another --metrics-port",
+                    operator_settings.metrics_address,
                     port,
                     error,
                 )
@@ -127,7 +133,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # The same sources, in the same order, as the API client of the pipeline.
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
-        return info
+        if info is None:
+            return None
+        # kopf posts events about cluster-scoped targets into the default
+        # namespace of the login, which must be one the operator may write.
+        return dataclasses.replace(info, default_namespace=operator_settings.namespace)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:

@@ -2,9 +2,9 @@
 
 ``Metrics`` owns a ``CollectorRegistry`` of its own instead of the
 prometheus_client default, so every test builds a fresh one and the
-exposition holds only credbroker's metrics. The pipeline calls its methods;
-an instance that nobody serves costs a few dictionaries and is the default
-wherever a component is built without one.
+exposition contains only credbroker's metrics. The pipeline calls its
+methods. A component built without a ``Metrics`` makes its own unserved
+instance, which costs a few dictionaries.
 
 Every label value comes from a closed set: ``target_type`` is a
 CredentialTarget ``spec.type`` (or ``unknown`` when the target could not be
@@ -28,13 +28,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from credbroker.reasons import Reason
+from credbroker.settings import DEFAULT_METRICS_ADDRESS
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METRICS_PORT = 9090
-# Prometheus scrapes the operator's pod from other pods, so production listens
-# on every interface; tests pass 127.0.0.1.
-DEFAULT_METRICS_ADDRESS = "0.0.0.0"  # noqa: S104
 UNKNOWN_TARGET_TYPE = "unknown"
 
 # From 10 ms to 30 s: after a pod appears, issuance needs a TokenRequest, a
@@ -202,25 +199,28 @@ class Metrics:
         self._issuance_latency.observe(max(0.0, seconds))
 
     def set_credential_held(self, *, binding: str, target_type: str, held: bool) -> None:
-        """Record whether the binding ``namespace/name`` holds a credential now.
+        """Record whether the Secret of binding ``namespace/name`` references a credential now.
 
         The binding key stays in this object's memory only; the gauge carries
         just the count per target type.
         """
         with self._holders_lock:
-            previous = self._holders.get(binding)
+            previous = self._holders.pop(binding, None)
+            if previous is not None:
+                self._active.labels(previous).dec()
             if held:
                 self._holders[binding] = target_type
-            else:
-                self._holders.pop(binding, None)
-            self._refresh_active({target_type, previous})
+                self._active.labels(target_type).inc()
+            elif previous is None:
+                # Create the series at 0, so the gauge exists before any credential.
+                self._active.labels(target_type)
 
     def forget_binding(self, binding: str) -> None:
         """Drop a deleted binding from the active-credentials gauge."""
         with self._holders_lock:
             previous = self._holders.pop(binding, None)
             if previous is not None:
-                self._refresh_active({previous})
+                self._active.labels(previous).dec()
 
     def credential_swept(self, *, target_type: str, reason: Reason) -> None:
         """Count a credential the sweeper revoked on the target."""
@@ -237,13 +237,6 @@ class Metrics:
     def watch_jwks(self, jwks: JWKSCounters) -> None:
         """Expose the fetch counters of ``jwks``; call once per registry."""
         self.registry.register(JWKSCollector(jwks))
-
-    def _refresh_active(self, target_types: Iterable[str | None]) -> None:
-        for target_type in target_types:
-            if target_type is None:
-                continue
-            held = sum(1 for held_type in self._holders.values() if held_type == target_type)
-            self._active.labels(target_type).set(held)
 
 
 def start_metrics_server(

@@ -3,9 +3,9 @@
 Two checks guard every credential. ``grant_for_binding`` compares a
 CredentialBinding with the CredentialTarget it names and returns the
 ``Grant`` (role and lifetimes) that the target permits. ``authorize_identity``
-checks that a verified pod is one the binding serves. Both raise
-``PolicyRejected`` on refusal and never return a yes/no value that a caller
-could ignore.
+checks that a verified workload (a pod's service account or a SPIFFE ID) is
+one the binding serves. Both raise ``PolicyRejected`` on refusal and never
+return a yes/no value that a caller could ignore.
 """
 
 from __future__ import annotations
@@ -15,10 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from credbroker.errors import PolicyRejected
+from credbroker.errors import IdentityRejected, PolicyRejected
 from credbroker.identity.workload import WorkloadIdentity
 from credbroker.reasons import Reason
 from credbroker.resources import CredentialBindingSpec, CredentialTargetSpec
+from credbroker.spiffe.ids import (
+    SpiffeId,
+    SpiffeIdPattern,
+    TrustDomain,
+    derive_from_service_account,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,29 +116,75 @@ def authorize_identity(
     binding_namespace: str,
     binding: CredentialBindingSpec,
 ) -> None:
-    """Raise ``PolicyRejected`` unless the binding serves this verified pod.
+    """Raise ``PolicyRejected`` unless the binding serves this verified workload.
 
-    The pod must run in the binding's own namespace (NAMESPACE_NOT_ALLOWED)
-    as one of the binding's ``serviceAccounts`` (SERVICE_ACCOUNT_NOT_ALLOWED).
-    An empty ``serviceAccounts`` list serves no pod. The pod selector is not
-    checked here, because ``WorkloadIdentity`` carries no pod labels.
+    A workload that proved a service account (``identity.service_account``
+    set) must run in the binding's own namespace (NAMESPACE_NOT_ALLOWED).
+    It is served when its service account is in ``serviceAccounts``, or when
+    its derived SPIFFE ID ``spiffe://<trustDomain>/ns/<namespace>/sa/<name>``
+    matches ``spiffe.allowedIDs``. A workload that proved only a SPIFFE ID
+    (an SVID) is served when that ID matches ``spiffe.allowedIDs``. Otherwise
+    the reason is SERVICE_ACCOUNT_NOT_ALLOWED for a service account and
+    SPIFFE_ID_NOT_ALLOWED for an SVID. The pod selector is not checked here,
+    because ``WorkloadIdentity`` carries no pod labels.
     """
-    if identity.namespace != binding_namespace:
+    proved_service_account = bool(identity.service_account)
+    if proved_service_account and identity.namespace != binding_namespace:
         raise PolicyRejected(
             Reason.NAMESPACE_NOT_ALLOWED,
             f"pod {identity.pod_ref} runs in namespace {identity.namespace}, but the binding "
             f"is in namespace {binding_namespace}; a binding serves only pods in its own "
             "namespace, so create the binding there",
         )
+    if proved_service_account and identity.service_account in binding.service_accounts:
+        return
 
-    if identity.service_account not in binding.service_accounts:
+    spiffe_id = spiffe_id_of(identity=identity, binding=binding)
+    if spiffe_id is not None and any(
+        pattern.matches(spiffe_id) for pattern in _patterns_of(binding)
+    ):
+        return
+
+    if proved_service_account:
         allowed = _format_list(binding.service_accounts)
+        derived = f" or SPIFFE ID {spiffe_id} in spec.spiffe.allowedIDs" if spiffe_id else ""
         raise PolicyRejected(
             Reason.SERVICE_ACCOUNT_NOT_ALLOWED,
             f"pod {identity.pod_ref} runs as service account {identity.service_account}, "
-            f"which is not in spec.serviceAccounts ({allowed}); add it to "
+            f"which is not in spec.serviceAccounts ({allowed}){derived}; add it to "
             "spec.serviceAccounts or run the pod as one of the listed accounts",
         )
+    allowed_ids = _format_list([str(pattern) for pattern in _patterns_of(binding)])
+    raise PolicyRejected(
+        Reason.SPIFFE_ID_NOT_ALLOWED,
+        f"SPIFFE ID {identity.spiffe_id or 'none'} does not match spec.spiffe.allowedIDs "
+        f"({allowed_ids}); add the ID or a path prefix that covers it to spec.spiffe.allowedIDs",
+    )
+
+
+def spiffe_id_of(*, identity: WorkloadIdentity, binding: CredentialBindingSpec) -> SpiffeId | None:
+    """Return the workload's SPIFFE ID: the proved one, or the one derived from its account.
+
+    The derived ID needs the binding's ``spiffe.trustDomain``, so without it
+    a service-account identity has none. An ID that does not parse counts as none.
+    """
+    try:
+        if identity.spiffe_id:
+            return SpiffeId.parse(identity.spiffe_id)
+        if binding.spiffe is None or not identity.service_account:
+            return None
+        return derive_from_service_account(
+            trust_domain=TrustDomain(binding.spiffe.trust_domain),
+            namespace=identity.namespace,
+            service_account=identity.service_account,
+        )
+    except IdentityRejected as rejection:
+        logger.info("No SPIFFE ID for workload %s: %s", identity.pod_ref, rejection)
+        return None
+
+
+def _patterns_of(binding: CredentialBindingSpec) -> list[SpiffeIdPattern]:
+    return binding.spiffe.patterns() if binding.spiffe is not None else []
 
 
 def _check_namespace_allowed(

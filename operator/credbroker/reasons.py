@@ -70,3 +70,16 @@ class Reason(StrEnum):
     SVID_NOT_YET_VALID = "SVIDNotYetValid"
     SVID_CHAIN_INVALID = "SVIDChainInvalid"
     JWT_SVID_HEADER_INVALID = "JWTSVIDHeaderInvalid"
+
+    # The exchange endpoint: workloads that present their own proof.
+    INVALID_REQUEST = "InvalidRequest"
+    PROOF_MISSING = "ProofMissing"
+    PROOF_AMBIGUOUS = "ProofAmbiguous"
+    POD_NOT_FOUND = "PodNotFound"
+    POD_NOT_SELECTED = "PodNotSelected"
+    SPIFFE_ID_NOT_ALLOWED = "SPIFFEIDNotAllowed"
+    SPIFFE_NOT_CONFIGURED = "SPIFFENotConfigured"
+    BINDING_NOT_FOUND = "BindingNotFound"
+    EXCHANGE_NOT_ALLOWED = "ExchangeNotAllowed"
+    RATE_LIMITED = "RateLimited"
+    REFRESH_REQUESTED = "RefreshRequested"

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    StrictBool,
     StringConstraints,
     ValidationError,
     WithJsonSchema,
@@ -34,8 +35,9 @@ from credbroker.durations import (
     format_duration,
     parse_duration,
 )
-from credbroker.errors import PolicyRejected
+from credbroker.errors import IdentityRejected, PolicyRejected
 from credbroker.reasons import Reason
+from credbroker.spiffe.ids import SpiffeId, SpiffeIdPattern, TrustDomain
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ MAX_SERVICE_ACCOUNTS: Final = 32
 MAX_MATCH_LABELS: Final = 32
 MAX_MATCH_EXPRESSIONS: Final = 16
 MAX_SELECTOR_VALUES: Final = 64
+MAX_ALLOWED_SPIFFE_IDS: Final = 32
 
 # Patterns use only syntax that Python ``re``, the Rust regex engine behind
 # pydantic and Go RE2 in the API server read the same way.
@@ -85,6 +88,16 @@ LABEL_KEY_PATTERN: Final = (
 LABEL_KEY_MAX_LENGTH: Final = 317
 LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 LABEL_VALUE_MAX_LENGTH: Final = 63
+# SPIFFE IDs by the SPIFFE ID specification: a lower-case trust domain of at
+# most 255 characters, path segments of letters, digits, '.', '-' and '_'.
+# The patterns admit "." and ".." segments, which the model rejects by parsing.
+SPIFFE_TRUST_DOMAIN_PATTERN: Final = r"^[a-z0-9._-]+$"
+SPIFFE_TRUST_DOMAIN_MAX_LENGTH: Final = 255
+SPIFFE_ID_PATTERN: Final = r"^spiffe://[a-z0-9._-]+(/[A-Za-z0-9._-]+)+$"
+SPIFFE_ID_MAX_LENGTH: Final = 2048
+SPIFFE_PATH_PREFIX_PATTERN: Final = r"^/([A-Za-z0-9._-]+/)*$"
+SPIFFE_PATH_PREFIX_MAX_LENGTH: Final = 1024
+DEFAULT_BUNDLE_KEY: Final = "bundle.spiffe"
 
 # Descriptions of the patterns, in the words that error messages use.
 PATTERN_DESCRIPTIONS: Final[Mapping[str, str]] = {
@@ -103,11 +116,17 @@ PATTERN_DESCRIPTIONS: Final[Mapping[str, str]] = {
         "a label value: letters, digits, '-', '_' and '.', starting and ending"
         " with a letter or digit"
     ),
+    SPIFFE_TRUST_DOMAIN_PATTERN: (
+        "a SPIFFE trust domain: lower-case letters, digits, '.', '-' and '_'"
+    ),
+    SPIFFE_ID_PATTERN: "a SPIFFE ID such as spiffe://example.org/ns/shop/sa/orders",
+    SPIFFE_PATH_PREFIX_PATTERN: "a path that starts and ends with '/', such as /ns/shop/",
 }
 
 TargetType = Literal["postgresql"]
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 SelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+BundleSourceKind = Literal["ConfigMap", "Secret"]
 
 # The spec field that contains the settings of each target type. A target sets
 # only the field that its ``type`` names.
@@ -369,22 +388,162 @@ class TargetRef(_CamelModel):
     name: DnsSubdomain
 
 
+def _check_spiffe_id(value: str) -> str:
+    try:
+        SpiffeId.parse(value)
+    except IdentityRejected as rejection:
+        raise ValueError(rejection.message) from None
+    return value
+
+
+def _check_trust_domain(value: str) -> str:
+    try:
+        TrustDomain(value)
+    except IdentityRejected as rejection:
+        raise ValueError(rejection.message) from None
+    return value
+
+
+def _check_path_prefix(value: str) -> str:
+    if value != "/":
+        # A prefix of segments is valid when the same path without the trailing slash is.
+        _check_spiffe_id(f"spiffe://example.org{value[:-1]}")
+    return value
+
+
+SpiffeTrustDomainName = Annotated[
+    str,
+    StringConstraints(
+        pattern=SPIFFE_TRUST_DOMAIN_PATTERN, max_length=SPIFFE_TRUST_DOMAIN_MAX_LENGTH
+    ),
+    AfterValidator(_check_trust_domain),
+]
+SpiffeIdText = Annotated[
+    str,
+    StringConstraints(pattern=SPIFFE_ID_PATTERN, max_length=SPIFFE_ID_MAX_LENGTH),
+    AfterValidator(_check_spiffe_id),
+]
+SpiffePathPrefix = Annotated[
+    str,
+    StringConstraints(
+        pattern=SPIFFE_PATH_PREFIX_PATTERN, max_length=SPIFFE_PATH_PREFIX_MAX_LENGTH
+    ),
+    AfterValidator(_check_path_prefix),
+]
+
+
+class SpiffeAllowedId(_CamelModel):
+    """One ``allowedIDs`` entry: an exact SPIFFE ID, or every ID below a path prefix."""
+
+    exact: SpiffeIdText | None = None
+    path_prefix: SpiffePathPrefix | None = None
+
+    @model_validator(mode="after")
+    def _check_one_form(self) -> "SpiffeAllowedId":
+        if (self.exact is None) == (self.path_prefix is None):
+            raise _field_error("exact", "set exactly one of exact and pathPrefix")
+        return self
+
+    def pattern(self, trust_domain: str) -> SpiffeIdPattern:
+        """Return the entry as a pattern; ``pathPrefix`` is a path in ``trust_domain``."""
+        if self.exact is not None:
+            return SpiffeIdPattern.parse(self.exact)
+        return SpiffeIdPattern.parse(f"spiffe://{trust_domain}{self.path_prefix}")
+
+
+class SpiffeBundleRef(_CamelModel):
+    """A ConfigMap or Secret in the operator's namespace that holds a SPIFFE bundle."""
+
+    kind: BundleSourceKind
+    name: DnsSubdomain
+    key: SecretDataKey = DEFAULT_BUNDLE_KEY
+
+
+AllowedSpiffeIds = Annotated[
+    list[SpiffeAllowedId], Field(min_length=1, max_length=MAX_ALLOWED_SPIFFE_IDS)
+]
+
+
+class SpiffeSettings(_CamelModel):
+    """The binding in SPIFFE terms: the trust domain, the accepted IDs and the bundle.
+
+    A pod verified through its service account counts as
+    ``spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>``, so
+    ``allowed_ids`` serve both service-account tokens and SVIDs.
+    """
+
+    trust_domain: SpiffeTrustDomainName
+    allowed_ids: AllowedSpiffeIds | None = Field(default=None, alias="allowedIDs")
+    bundle_ref: SpiffeBundleRef | None = None
+
+    @model_validator(mode="after")
+    def _check_exact_ids_in_trust_domain(self) -> "SpiffeSettings":
+        prefix = f"spiffe://{self.trust_domain}/"
+        for index, allowed in enumerate(self.allowed_ids or []):
+            if allowed.exact is not None and not allowed.exact.startswith(prefix):
+                raise _field_error(
+                    "allowedIDs",
+                    f"entry {index} ({allowed.exact!r}) is not in trust domain "
+                    f"{self.trust_domain}; use an ID that starts with {prefix}",
+                )
+        return self
+
+    def patterns(self) -> list[SpiffeIdPattern]:
+        """Return ``allowedIDs`` as patterns, empty when unset."""
+        return [allowed.pattern(self.trust_domain) for allowed in self.allowed_ids or []]
+
+
+class ExchangeDelivery(_CamelModel):
+    """What an accepted exchange does: return a credential, refresh the Secret, or both."""
+
+    return_credential: StrictBool = False
+    refresh_secret: StrictBool = True
+
+
+class BindingDelivery(_CamelModel):
+    """How credentials reach workloads besides the binding's Secret."""
+
+    exchange: ExchangeDelivery | None = None
+
+
 class CredentialBindingSpec(_CamelModel):
     """A request for credentials: the target and role, the pods, the lifetime and the Secret.
 
     ``ttl`` of ``None`` means the target's ``default_ttl``, and ``renew_after``
     of ``None`` means two thirds of the TTL. When ``ttl`` is ``None`` this
     model cannot check ``renew_after`` against it, so the caller must.
+    ``service_accounts`` is empty when unset, and then ``spiffe.allowed_ids``
+    must be set.
     """
 
     target_ref: TargetRef
     role: PostgresRole
     pod_selector: LabelSelector
-    service_accounts: ServiceAccountNames
+    # The default skips the min_length check, so only an explicit [] is rejected, as in the CRD.
+    service_accounts: ServiceAccountNames = Field(default_factory=list)
+    spiffe: SpiffeSettings | None = None
     ttl: TtlDuration | None = None
     renew_after: RenewAfterDuration | None = None
     secret_name: DnsSubdomain
     grace_period: Duration = DEFAULT_GRACE_PERIOD
+    delivery: BindingDelivery | None = None
+
+    @model_validator(mode="after")
+    def _check_identities(self) -> "CredentialBindingSpec":
+        if not self.service_accounts and (self.spiffe is None or not self.spiffe.allowed_ids):
+            raise _field_error(
+                "serviceAccounts",
+                "is required unless spiffe.allowedIDs is set; list the service accounts or "
+                "the SPIFFE IDs that may receive the credential",
+            )
+        return self
+
+    @property
+    def exchange_delivery(self) -> ExchangeDelivery:
+        """The exchange settings, with their defaults when ``delivery.exchange`` is unset."""
+        if self.delivery is None or self.delivery.exchange is None:
+            return ExchangeDelivery()
+        return self.delivery.exchange
 
     @model_validator(mode="after")
     def _check_renew_after(self) -> "CredentialBindingSpec":

@@ -15,6 +15,14 @@ from typing import Any, cast
 from kubernetes import client as k8s
 
 from credbroker.delivery import SecretStore
+from credbroker.exchange import (
+    ExchangeServer,
+    ExchangeSettings,
+    KubeExchangeCluster,
+    RateLimit,
+    SecretTlsSource,
+    SelfIssuedTlsSource,
+)
 from credbroker.identity.attestation import PodAttestor
 from credbroker.identity.jwks import JWKSCache, fetcher_from_kube_config
 from credbroker.identity.serviceaccount import ServiceAccountTokenVerifier
@@ -46,10 +54,14 @@ class Runtime:
     reconciler: BindingReconciler
     metrics: Metrics = field(default_factory=Metrics)
     metrics_server: MetricsServer | None = None
+    exchange_server: ExchangeServer | None = None
     seen_generations: dict[str, int] = field(default_factory=dict)
 
     async def close(self) -> None:
-        """Stop the metrics server, close target connections and the API client."""
+        """Stop the servers, close target connections and the API client."""
+        if self.exchange_server is not None:
+            await self.exchange_server.stop()
+            self.exchange_server = None
         if self.metrics_server is not None:
             await asyncio.to_thread(self.metrics_server.close)
             self.metrics_server = None
@@ -110,6 +122,9 @@ async def build_runtime(
         recorder=recorder,
         metrics=metrics,
     )
+    exchange_server = _build_exchange_server(
+        settings=settings, kube=kube, targets=targets, verifier=verifier, pods=pods
+    )
     logger.info(
         "credbroker runtime ready: issuer %s, audience %s, operator namespace %s, scope %s",
         issuer,
@@ -128,4 +143,38 @@ async def build_runtime(
         secrets=secrets,
         reconciler=reconciler,
         metrics=metrics,
+        exchange_server=exchange_server,
+    )
+
+
+def _build_exchange_server(
+    *,
+    settings: OperatorSettings,
+    kube: KubeGateway,
+    targets: TargetRegistry,
+    verifier: ServiceAccountTokenVerifier,
+    pods: PodRegistry,
+) -> ExchangeServer | None:
+    if settings.exchange_port is None:
+        return None
+    tls: SecretTlsSource | SelfIssuedTlsSource
+    if settings.exchange_tls_secret:
+        tls = SecretTlsSource(namespace=settings.namespace, name=settings.exchange_tls_secret)
+    else:
+        tls = SelfIssuedTlsSource()
+    return ExchangeServer(
+        settings=ExchangeSettings(
+            tls=tls,
+            host=settings.exchange_host,
+            port=settings.exchange_port,
+            rate=RateLimit(
+                burst=settings.exchange_burst,
+                refill_per_second=settings.exchange_refill_per_second,
+            ),
+        ),
+        cluster=KubeExchangeCluster(
+            kube=kube, targets=targets, operator_namespace=settings.namespace
+        ),
+        tokens=verifier,
+        wake_binding=pods.wake,
     )

@@ -16,10 +16,17 @@ DEFAULT_API_THREADS = 32
 DEFAULT_VERIFY_CONCURRENCY = 16
 DEFAULT_TOKEN_EXPIRATION_SECONDS = 600
 DEFAULT_LIVENESS_ENDPOINT = "http://0.0.0.0:8080/healthz"
+DEFAULT_METRICS_PORT = 9090
+# Prometheus scrapes the operator's pod from other pods, so the default is
+# every interface; 127.0.0.1 suits a proxy sidecar in front of the metrics.
+DEFAULT_METRICS_ADDRESS = "0.0.0.0"  # noqa: S104
 DEFAULT_WATCH_SERVER_TIMEOUT_SECONDS = 300.0
 DEFAULT_WATCH_CLIENT_TIMEOUT_SECONDS = 330.0
 DEFAULT_RETRY_DELAY_SECONDS = 10.0
 OPERATOR_NAMESPACE_ENV = "CREDBROKER_NAMESPACE"
+DEFAULT_EXCHANGE_HOST = "0.0.0.0"  # noqa: S104 - the endpoint serves pods of the cluster
+DEFAULT_EXCHANGE_BURST = 20
+DEFAULT_EXCHANGE_REFILL_PER_SECOND = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,7 +36,7 @@ class OperatorSettings:
     ``namespace`` is the operator's own namespace: the only place where admin
     Secrets of targets are read. ``watch_namespaces`` empty means
     cluster-wide. ``issuer`` empty means "ask the API server's OIDC
-    discovery document".
+    discovery document". ``metrics_port`` ``None`` means no metrics server.
     """
 
     namespace: str
@@ -46,6 +53,12 @@ class OperatorSettings:
     pod_label_selector: str | None = None
     liveness_endpoint: str | None = DEFAULT_LIVENESS_ENDPOINT
     metrics_port: int | None = None
+    metrics_address: str = DEFAULT_METRICS_ADDRESS
+    exchange_port: int | None = None
+    exchange_host: str = DEFAULT_EXCHANGE_HOST
+    exchange_tls_secret: str | None = None
+    exchange_burst: int = DEFAULT_EXCHANGE_BURST
+    exchange_refill_per_second: float = DEFAULT_EXCHANGE_REFILL_PER_SECOND
     watch_server_timeout_seconds: float = DEFAULT_WATCH_SERVER_TIMEOUT_SECONDS
     watch_client_timeout_seconds: float = DEFAULT_WATCH_CLIENT_TIMEOUT_SECONDS
     peering_name: str | None = None

@@ -85,6 +85,9 @@ app.kubernetes.io/component: operator
 - --liveness=http://0.0.0.0:{{ .Values.health.port }}/healthz
 {{- if .Values.metrics.enabled }}
 - --metrics-port={{ .Values.metrics.port }}
+{{- else }}
+{{- /* The operator serves metrics on port 9090 unless told 0. */}}
+- --metrics-port=0
 {{- end }}
 - --log-format={{ .Values.operator.logFormat }}
 {{- if .Values.operator.verbose }}

@@ -10,7 +10,9 @@ A credential on the target is removed when:
 - no managed Secret references it, as current or as previous credential
   still inside its grace period, and it is older than the orphan age
   (``Orphaned``). The age keeps a sweep from racing an issuance whose
-  Secret is about to be written.
+  Secret is about to be written. A direct credential, which the exchange
+  endpoint returns to a workload and marks with a binding but an empty
+  Secret name, is never an orphan: it is dropped only when expired.
 
 A managed Secret is deleted when its ``expires-at`` has passed: its
 credential no longer works, and a renewal would have replaced it.
@@ -153,6 +155,10 @@ def _sweep_verdict(
     if credential.expires_at <= now:
         return Reason.EXPIRED
     if credential.credential_id in referenced:
+        return None
+    if not credential.secret_name and credential.binding_namespace and credential.binding_name:
+        # A direct credential of the exchange endpoint: no Secret ever
+        # references it, so only its expiry ends it.
         return None
     if watched is not None and credential.binding_namespace not in watched:
         # Its Secret lives in a namespace this operator does not read, so

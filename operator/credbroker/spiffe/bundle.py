@@ -4,8 +4,8 @@ A SPIFFE bundle is a JWK Set. Each key has ``use`` set to ``x509-svid`` (a CA
 certificate in ``x5c``, for X.509-SVIDs) or ``jwt-svid`` (a public key with a
 ``kid``, for JWT-SVIDs), and the set may carry ``spiffe_sequence`` and
 ``spiffe_refresh_hint``. The document does not name its trust domain, so every
-loader takes the trust domain from the caller. A ``BundleSet`` holds at most
-one bundle per trust domain and never merges two. An invalid document raises
+loader takes the trust domain from the caller. A ``BundleSet`` contains at
+most one bundle per trust domain and never merges two. An invalid document raises
 ``IdentityRejected`` with BUNDLE_INVALID naming the problem.
 
 Keys with an unknown ``use`` or ``kty``, and ``x509-svid`` keys without
@@ -146,9 +146,7 @@ class BundleSet:
         return f"BundleSet(trust_domains={[str(domain) for domain in self.trust_domains]!r})"
 
 
-def from_json(
-    data: str | bytes | Mapping[str, Any], *, trust_domain: TrustDomain | str
-) -> Bundle:
+def from_json(data: str | bytes | Mapping[str, Any], *, trust_domain: TrustDomain | str) -> Bundle:
     """Parse a SPIFFE bundle document, given as JSON text or as an already decoded object.
 
     Raises IdentityRejected with BUNDLE_INVALID naming the first problem found.
@@ -249,9 +247,7 @@ def _parse_document(document: Mapping[str, Any], *, trust_domain: TrustDomain) -
             if authority is None:
                 continue
             if any(known.key_id == authority.key_id for known in jwt_authorities):
-                raise _invalid(
-                    trust_domain, f"{where} repeats kid {quote(authority.key_id)}"
-                )
+                raise _invalid(trust_domain, f"{where} repeats kid {quote(authority.key_id)}")
             jwt_authorities.append(authority)
         elif use is None:
             raise _invalid(trust_domain, f"{where} has no 'use'. Set it to x509-svid or jwt-svid")
@@ -289,7 +285,7 @@ def _parse_x509_authority(
     if not isinstance(chain, list) or not all(isinstance(item, str) for item in chain):
         raise _invalid(trust_domain, f"{where}.x5c must be a list of base64 strings")
     if len(chain) > 1:
-        # The X.509-SVID bundle rules say that only the first certificate counts.
+        # The X.509-SVID specification uses only the first certificate of x5c.
         logger.warning(
             "Using only the first of %d certificates in %s.x5c of the bundle of %s",
             len(chain),
@@ -429,8 +425,7 @@ def _describe_object(body: Mapping[str, Any], *, kind: str) -> str:
 def _missing_key(source: str, *, key: str, trust_domain: TrustDomain) -> IdentityRejected:
     return _invalid(
         trust_domain,
-        f"{source} has no key {key!r}. Store the bundle under that key or configure the "
-        "key name",
+        f"{source} has no key {key!r}. Store the bundle under that key or configure the key name",
     )
 
 
@@ -447,7 +442,9 @@ def _decode_base64(value: object, *, where: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except binascii.Error as exc:
-        raise IdentityRejected(Reason.BUNDLE_INVALID, f"{where} is not valid base64: {exc}") from exc
+        raise IdentityRejected(
+            Reason.BUNDLE_INVALID, f"{where} is not valid base64: {exc}"
+        ) from exc
 
 
 def _as_trust_domain(trust_domain: TrustDomain | str) -> TrustDomain:

@@ -1,10 +1,10 @@
 """SPIFFE IDs and trust domains: parsing by the rules of the SPIFFE ID specification.
 
 A SPIFFE ID is a URI ``spiffe://<trust domain><path>``. Parsing is strict and
-never normalises: an uppercase trust domain, percent-encoding, a port,
-userinfo, a query or a fragment, and empty, ``.`` or ``..`` path segments are
-rejected rather than rewritten, so two different strings never parse to the
-same ID. Every refusal raises ``IdentityRejected`` with INVALID_SPIFFE_ID.
+never normalises, so two different strings never parse to the same ID. An
+uppercase trust domain, percent-encoding, a port, userinfo, a query, a
+fragment, and empty, ``.`` or ``..`` path segments are rejected rather than
+rewritten. Every rejection raises ``IdentityRejected`` with INVALID_SPIFFE_ID.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class TrustDomain:
     name: str
 
     def __post_init__(self) -> None:
-        _check_trust_domain_name(self.name, shown=self.name)
+        _check_trust_domain_name(self.name, original=self.name)
 
     @classmethod
     def parse(cls, text: str) -> TrustDomain:
@@ -79,12 +79,11 @@ class SpiffeId:
     path: str
 
     def __post_init__(self) -> None:
-        _check_path(self.path, shown=self.path)
+        _check_path(self.path, original=self.path)
         length = len(SPIFFE_ID_PREFIX) + len(self.trust_domain.name) + len(self.path)
         if length > MAX_SPIFFE_ID_BYTES:
             raise _reject(
-                f"SPIFFE ID is {length} bytes long, more than the maximum of "
-                f"{MAX_SPIFFE_ID_BYTES}"
+                f"SPIFFE ID is {length} bytes long, more than the maximum of {MAX_SPIFFE_ID_BYTES}"
             )
 
     @classmethod
@@ -97,14 +96,13 @@ class SpiffeId:
             raise _reject(f"SPIFFE ID must be a string, found {type(text).__name__}")
         if len(text.encode("utf-8", errors="replace")) > MAX_SPIFFE_ID_BYTES:
             raise _reject(
-                f"SPIFFE ID {quote(text)} is longer than the maximum of {MAX_SPIFFE_ID_BYTES} "
-                "bytes"
+                f"SPIFFE ID {quote(text)} is longer than the maximum of {MAX_SPIFFE_ID_BYTES} bytes"
             )
         _check_uri_shape(text)
 
         rest = text[len(SPIFFE_ID_PREFIX) :]
         name, slash, path = rest.partition("/")
-        _check_trust_domain_name(name, shown=text)
+        _check_trust_domain_name(name, original=text)
         return cls(trust_domain=TrustDomain(name), path=slash + path)
 
     @property
@@ -127,15 +125,15 @@ def derive_from_service_account(
 ) -> SpiffeId:
     """Return ``spiffe://<trust domain>/ns/<namespace>/sa/<service account>``.
 
-    This is the ID credbroker gives a Kubernetes service account, the same
-    layout that SPIRE's Kubernetes registrations use by default. Each name
-    must be a single valid path segment, so a ``/`` in a name cannot add
-    segments to the ID.
+    This is the ID credbroker gives a Kubernetes service account. The default
+    ``spiffeIDTemplate`` of the SPIRE Helm charts' controller manager uses the
+    same layout. Each name must be a single valid path segment, so a ``/`` in
+    a name cannot add segments to the ID.
     """
     for label, value in (("namespace", namespace), ("service account", service_account)):
         if "/" in value:
             raise _reject(f"{label} name {quote(value)} contains '/', so it is not one segment")
-        _check_segment(value, shown=value)
+        _check_segment(value, original=value)
     path = f"/{NAMESPACE_SEGMENT}/{namespace}/{SERVICE_ACCOUNT_SEGMENT}/{service_account}"
     return SpiffeId(trust_domain=trust_domain, path=path)
 
@@ -209,23 +207,24 @@ def _check_uri_shape(text: str) -> None:
         )
 
 
-def _check_trust_domain_name(name: str, *, shown: str) -> None:
+def _check_trust_domain_name(name: str, *, original: str) -> None:
     if not isinstance(name, str):
         raise _reject(f"trust domain must be a string, found {type(name).__name__}")
     if not name:
-        raise _reject(f"SPIFFE ID {quote(shown)} has no trust domain")
+        raise _reject(f"SPIFFE ID {quote(original)} has no trust domain")
     if "@" in name:
         raise _reject(
-            f"trust domain of {quote(shown)} contains userinfo ('@'), which SPIFFE IDs do not "
-            "allow"
+            f"trust domain of {quote(original)} contains userinfo ('@'), which SPIFFE IDs "
+            "do not allow"
         )
     if ":" in name:
         raise _reject(
-            f"trust domain of {quote(shown)} contains a port (':'), which SPIFFE IDs do not allow"
+            f"trust domain of {quote(original)} contains a port (':'), which SPIFFE IDs do "
+            "not allow"
         )
     if len(name) > MAX_TRUST_DOMAIN_BYTES:
         raise _reject(
-            f"trust domain of {quote(shown)} is {len(name)} characters long, more than the "
+            f"trust domain of {quote(original)} is {len(name)} characters long, more than the "
             f"maximum of {MAX_TRUST_DOMAIN_BYTES}"
         )
     bad = sorted({char for char in name if char not in TRUST_DOMAIN_CHARACTERS})
@@ -241,30 +240,30 @@ def _check_trust_domain_name(name: str, *, shown: str) -> None:
         )
 
 
-def _check_path(path: str, *, shown: str) -> None:
+def _check_path(path: str, *, original: str) -> None:
     if not isinstance(path, str):
         raise _reject(f"SPIFFE ID path must be a string, found {type(path).__name__}")
     if not path:
         return
     if not path.startswith("/"):
-        raise _reject(f"SPIFFE ID path {quote(shown)} must start with '/'")
+        raise _reject(f"SPIFFE ID path {quote(original)} must start with '/'")
     if path.endswith("/"):
-        raise _reject(f"SPIFFE ID path {quote(shown)} must not end with '/'")
+        raise _reject(f"SPIFFE ID path {quote(original)} must not end with '/'")
     for segment in path[1:].split("/"):
-        _check_segment(segment, shown=shown)
+        _check_segment(segment, original=original)
 
 
-def _check_segment(segment: str, *, shown: str) -> None:
+def _check_segment(segment: str, *, original: str) -> None:
     if not segment:
-        raise _reject(f"SPIFFE ID path {quote(shown)} has an empty segment ('//')")
+        raise _reject(f"SPIFFE ID path {quote(original)} has an empty segment ('//')")
     if segment in (".", ".."):
         raise _reject(
-            f"SPIFFE ID path {quote(shown)} has a {segment!r} segment, which SPIFFE IDs do not "
+            f"SPIFFE ID path {quote(original)} has a {segment!r} segment, which SPIFFE IDs do not "
             "allow"
         )
     bad = sorted({char for char in segment if char not in PATH_SEGMENT_CHARACTERS})
     if bad:
         raise _reject(
-            f"SPIFFE ID path {quote(shown)} contains {quote(''.join(bad))}. Path segments allow "
+            f"SPIFFE ID path {quote(original)} contains {quote(''.join(bad))}. Path segments allow "
             "only letters, digits, '.', '-' and '_'"
         )
