@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     # the progress messages.
     logging.getLogger("credbroker").setLevel(logging.WARNING)
     scale = SCALES[args.scale]
-    doc = args.doc if args.doc is not None else (DEFAULT_DOC if scale.name == "full" else None)
+    doc = args.doc
+    if doc is None and scale.name == "full":
+        doc = DEFAULT_DOC
 
     with tempfile.TemporaryDirectory(prefix="credbroker-bench-") as work:
         cluster = LocalCluster.start()
@@ -91,8 +94,6 @@ def _link_from(doc: Path, target: Path) -> str:
     try:
         return str(target.resolve().relative_to(doc.resolve().parent))
     except ValueError:
-        import os
-
         return os.path.relpath(target.resolve(), doc.resolve().parent)
 
 

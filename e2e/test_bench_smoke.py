@@ -85,9 +85,7 @@ def test_bench_tiny_run_writes_results(cluster: ClusterAccess, tmp_path: Path) -
     assert throughput["pods"] == scale.throughput_pods
     assert throughput["logins_checked"] >= 1
     assert throughput["seconds_to_all_secrets"] > 0
-    assert (
-        throughput["seconds_to_all_verified_in_status"] >= throughput["seconds_to_all_secrets"]
-    )
+    assert throughput["seconds_to_all_verified_in_status"] >= throughput["seconds_to_all_secrets"]
 
     floor = written["floor"]
     assert floor["token_requests"] == scale.throughput_pods
