@@ -23,6 +23,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from psycopg import sql
 
+from pgserver import PostgresServer
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRDS_DIR = REPO_ROOT / "crds"
 OPERATOR_NAMESPACE = "credbroker"
@@ -144,6 +146,30 @@ def install_target(
         custom.replace_cluster_custom_object(
             "credbroker.dev", "v1alpha1", "credentialtargets", name, body
         )
+
+
+def install_postgres_target(
+    api_client: client.ApiClient,
+    *,
+    name: str,
+    postgres: PostgresServer,
+    allowed_namespaces: list[str],
+    roles: list[str],
+    database: str = "shop",
+) -> str:
+    """Install a target whose admin is the test server's superuser; return the target's name."""
+    install_target(
+        api_client,
+        name=name,
+        host=postgres.host,
+        port=postgres.port,
+        database=database,
+        admin_user=postgres.admin_user,
+        admin_password=postgres.admin_password,
+        allowed_namespaces=allowed_namespaces,
+        roles=roles,
+    )
+    return name
 
 
 def binding_body(

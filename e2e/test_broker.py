@@ -26,7 +26,7 @@ from operator_harness import (
     apply_crds,
     binding_body,
     create_service_account,
-    install_target,
+    install_postgres_target,
     pod_body,
     prepare_postgres,
     wait_for,
@@ -78,14 +78,10 @@ def target(
     api: client.ApiClient, crds: None, postgres: PostgresServer, namespace: str
 ) -> Iterator[str]:
     name = f"pg-{namespace}"
-    install_target(
+    install_postgres_target(
         api,
         name=name,
-        host=postgres.host,
-        port=postgres.port,
-        database="shop",
-        admin_user=postgres.admin_user,
-        admin_password=postgres.admin_password,
+        postgres=postgres,
         allowed_namespaces=[namespace],
         roles=["orders_rw", "orders_ro"],
     )

@@ -39,7 +39,7 @@ from operator_harness import (
     OPERATOR_NAMESPACE,
     apply_crds,
     create_service_account,
-    install_target,
+    install_postgres_target,
     pod_body,
     prepare_postgres,
     wait_for,
@@ -81,14 +81,10 @@ def binding(
 ) -> Iterator[str]:
     """A target, a bundle ConfigMap and a binding that accepts SA orders and the workload ID."""
     target = f"pg-{namespace}"
-    install_target(
+    install_postgres_target(
         api,
         name=target,
-        host=postgres.host,
-        port=postgres.port,
-        database="shop",
-        admin_user=postgres.admin_user,
-        admin_password=postgres.admin_password,
+        postgres=postgres,
         allowed_namespaces=[namespace],
         roles=["orders_rw"],
     )

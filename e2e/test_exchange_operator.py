@@ -30,7 +30,7 @@ from operator_harness import (
     apply_crds,
     binding_body,
     ensure_namespace,
-    install_target,
+    install_postgres_target,
     prepare_postgres,
     wait_for,
 )
@@ -118,14 +118,10 @@ def test_operator_serves_exchange(
             ),
         )
         target = f"pg-{namespace}"
-        install_target(
+        install_postgres_target(
             api,
             name=target,
-            host=postgres.host,
-            port=postgres.port,
-            database="shop",
-            admin_user=postgres.admin_user,
-            admin_password=postgres.admin_password,
+            postgres=postgres,
             allowed_namespaces=[namespace],
             roles=["orders_rw"],
         )

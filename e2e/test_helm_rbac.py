@@ -34,7 +34,7 @@ from operator_harness import (
     binding_body,
     create_service_account,
     ensure_namespace,
-    install_target,
+    install_postgres_target,
     pod_body,
     prepare_postgres,
     wait_for,
@@ -160,14 +160,10 @@ def release(
             "crd/credentialbindings.credbroker.dev",
             "crd/kopfpeerings.kopf.dev",
         )
-        install_target(
+        install_postgres_target(
             api,
             name=target,
-            host=postgres.host,
-            port=postgres.port,
-            database="shop",
-            admin_user=postgres.admin_user,
-            admin_password=postgres.admin_password,
+            postgres=postgres,
             allowed_namespaces=[served],
             roles=["orders_rw", "orders_ro"],
         )

@@ -31,7 +31,7 @@ from jwt.exceptions import InvalidKeyError
 
 from credbroker.errors import IdentityRejected
 from credbroker.reasons import Reason
-from credbroker.spiffe.ids import TrustDomain
+from credbroker.spiffe.ids import SpiffeId, TrustDomain
 from credbroker.spiffe.quoting import quote
 
 logger = logging.getLogger(__name__)
@@ -457,3 +457,32 @@ def _invalid(trust_domain: TrustDomain, problem: str) -> IdentityRejected:
     return IdentityRejected(
         Reason.BUNDLE_INVALID, f"the bundle of trust domain {trust_domain} is invalid: {problem}"
     )
+
+
+def select_bundle(
+    bundles: Bundle | BundleSet,
+    *,
+    spiffe_id: SpiffeId,
+    expected: TrustDomain | None,
+    subject: str,
+) -> Bundle:
+    """Return the bundle of ``spiffe_id``'s trust domain; raise when it is not the expected one.
+
+    ``subject`` names the ID in messages, such as "SPIFFE ID" or "the JWT-SVID's sub".
+    """
+    if expected is not None and spiffe_id.trust_domain != expected:
+        raise IdentityRejected(
+            Reason.TRUST_DOMAIN_MISMATCH,
+            f"{subject} {spiffe_id} is in trust domain {spiffe_id.trust_domain}, "
+            f"expected {expected}",
+        )
+    if isinstance(bundles, BundleSet):
+        return bundles.require(spiffe_id.trust_domain)
+    if bundles.trust_domain != spiffe_id.trust_domain:
+        raise IdentityRejected(
+            Reason.TRUST_DOMAIN_MISMATCH,
+            f"{subject} {spiffe_id} is in trust domain {spiffe_id.trust_domain}, but "
+            f"the bundle is for trust domain {bundles.trust_domain}. SVIDs are verified only "
+            "against the bundle of their own trust domain",
+        )
+    return bundles

@@ -32,7 +32,7 @@ from credbroker.errors import IdentityRejected
 from credbroker.identity.jwks import ALLOWED_SIGNING_ALGORITHMS
 from credbroker.identity.serviceaccount import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 from credbroker.reasons import Reason
-from credbroker.spiffe.bundle import Bundle, BundleSet, JwtAuthority
+from credbroker.spiffe.bundle import Bundle, BundleSet, JwtAuthority, select_bundle
 from credbroker.spiffe.ids import SpiffeId, TrustDomain
 from credbroker.spiffe.quoting import quote
 from credbroker.timestamps import format_timestamp, utcnow
@@ -116,7 +116,9 @@ def verify_jwt_svid(
     alg, kid = _check_header(header)
 
     spiffe_id = read_unverified_spiffe_id(token)
-    bundle = _select_bundle(bundles, spiffe_id=spiffe_id, expected=trust_domain)
+    bundle = select_bundle(
+        bundles, spiffe_id=spiffe_id, expected=trust_domain, subject="the JWT-SVID's sub"
+    )
     authority = _find_authority(bundle, kid=kid, spiffe_id=spiffe_id)
     _check_key_fits_algorithm(authority, alg=alg)
 
@@ -211,27 +213,6 @@ def _read_subject(payload: Mapping[str, Any]) -> SpiffeId:
             "a workload",
         )
     return spiffe_id
-
-
-def _select_bundle(
-    bundles: Bundle | BundleSet, *, spiffe_id: SpiffeId, expected: TrustDomain | None
-) -> Bundle:
-    if expected is not None and spiffe_id.trust_domain != expected:
-        raise IdentityRejected(
-            Reason.TRUST_DOMAIN_MISMATCH,
-            f"the JWT-SVID's sub {spiffe_id} is in trust domain {spiffe_id.trust_domain}, "
-            f"expected {expected}",
-        )
-    if isinstance(bundles, BundleSet):
-        return bundles.require(spiffe_id.trust_domain)
-    if bundles.trust_domain != spiffe_id.trust_domain:
-        raise IdentityRejected(
-            Reason.TRUST_DOMAIN_MISMATCH,
-            f"the JWT-SVID's sub {spiffe_id} is in trust domain {spiffe_id.trust_domain}, but "
-            f"the bundle is for trust domain {bundles.trust_domain}. SVIDs are verified only "
-            "against the bundle of their own trust domain",
-        )
-    return bundles
 
 
 def _find_authority(bundle: Bundle, *, kid: str, spiffe_id: SpiffeId) -> JwtAuthority:

@@ -33,7 +33,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from credbroker.errors import IdentityRejected
 from credbroker.reasons import Reason
-from credbroker.spiffe.bundle import Bundle, BundleSet
+from credbroker.spiffe.bundle import Bundle, BundleSet, select_bundle
 from credbroker.spiffe.ids import SpiffeId, TrustDomain
 from credbroker.spiffe.quoting import quote
 from credbroker.timestamps import format_timestamp, utcnow
@@ -149,7 +149,7 @@ def verify_x509_svid(
     spiffe_id = spiffe_id_from_certificate(leaf)
     _check_not_ca(leaf, spiffe_id=spiffe_id)
     _check_key_usage(leaf, spiffe_id=spiffe_id)
-    bundle = _select_bundle(bundles, spiffe_id=spiffe_id, expected=trust_domain)
+    bundle = select_bundle(bundles, spiffe_id=spiffe_id, expected=trust_domain, subject="SPIFFE ID")
     _check_validity_period(leaf, spiffe_id=spiffe_id, moment=moment)
 
     verified_chain = _verify_chain(
@@ -209,27 +209,6 @@ def _check_key_usage(leaf: x509.Certificate, *, spiffe_id: SpiffeId) -> None:
         f"the leaf for {spiffe_id} is not a valid X.509-SVID: its {problem}. A leaf SVID has "
         "a critical keyUsage with digitalSignature and without keyCertSign or cRLSign",
     )
-
-
-def _select_bundle(
-    bundles: Bundle | BundleSet, *, spiffe_id: SpiffeId, expected: TrustDomain | None
-) -> Bundle:
-    if expected is not None and spiffe_id.trust_domain != expected:
-        raise IdentityRejected(
-            Reason.TRUST_DOMAIN_MISMATCH,
-            f"SPIFFE ID {spiffe_id} is in trust domain {spiffe_id.trust_domain}, expected "
-            f"{expected}",
-        )
-    if isinstance(bundles, BundleSet):
-        return bundles.require(spiffe_id.trust_domain)
-    if bundles.trust_domain != spiffe_id.trust_domain:
-        raise IdentityRejected(
-            Reason.TRUST_DOMAIN_MISMATCH,
-            f"SPIFFE ID {spiffe_id} is in trust domain {spiffe_id.trust_domain}, but the bundle "
-            f"is for trust domain {bundles.trust_domain}. SVIDs are verified only against the "
-            "bundle of their own trust domain",
-        )
-    return bundles
 
 
 def _check_validity_period(
