@@ -382,3 +382,36 @@ def test_failing_selector_does_not_block_others(caplog):
     assert wake.is_set()
     assert len(registry) == 1
     assert "Label selector of a binding in namespace apps failed" in caplog.text
+
+
+def test_resync_removes_unlisted_pods():
+    registry = PodRegistry()
+    kept = {"metadata": {"namespace": "shop", "name": "kept", "uid": "u1", "labels": {"app": "a"}}}
+    gone = {"metadata": {"namespace": "shop", "name": "gone", "uid": "u2", "labels": {"app": "a"}}}
+    other = {"metadata": {"namespace": "other", "name": "x", "uid": "u3", "labels": {"app": "a"}}}
+    for pod in (kept, gone, other):
+        registry.observe(event_type="ADDED", pod=pod)
+    wake = registry.subscribe(key="shop/b", namespace="shop", matches=lambda labels: True)
+    wake.clear()
+
+    registry.resync(pods=[kept], namespace="shop")
+
+    assert [pod.name for pod in registry.selected(namespace="shop", matches=lambda _: True)] == [
+        "kept"
+    ]
+    assert [pod.name for pod in registry.selected(namespace="other", matches=lambda _: True)] == [
+        "x"
+    ]
+    assert wake.is_set()
+
+
+def test_resync_all_namespaces_adds_new_pods():
+    registry = PodRegistry()
+    old = {"metadata": {"namespace": "a", "name": "old", "uid": "u1"}}
+    new = {"metadata": {"namespace": "b", "name": "new", "uid": "u2"}}
+    registry.observe(event_type="ADDED", pod=old)
+
+    registry.resync(pods=[new], namespace=None)
+
+    assert registry.selected(namespace="a", matches=lambda _: True) == []
+    assert [pod.name for pod in registry.selected(namespace="b", matches=lambda _: True)] == ["new"]

@@ -74,8 +74,6 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     # The API server parses timeoutSeconds as an integer.
     kopf_settings.watching.server_timeout = int(settings.watch_server_timeout_seconds)
     kopf_settings.watching.client_timeout = settings.watch_client_timeout_seconds
-    if settings.pod_label_selector:
-        kopf_settings.watching.label_selectors["pods"] = settings.pod_label_selector
     if settings.peering_name:
         kopf_settings.peering.name = settings.peering_name
         kopf_settings.peering.priority = settings.priority
@@ -105,6 +103,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         memo.runtime = await build_runtime(
             settings=operator_settings, api_client=api_client, recorder=KopfEventRecorder()
         )
+        if memo.runtime.pod_watcher is not None:
+            memo.runtime.pod_watcher.start()
         if memo.runtime.exchange_server is not None:
             await memo.runtime.exchange_server.start()
         port = operator_settings.metrics_port
@@ -145,12 +145,6 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         if isinstance(runtime, Runtime):
             await runtime.close()
         logger.info("credbroker stopped")
-
-    @kopf.on.event("", "v1", "pods", registry=registry)
-    def pod_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
-        runtime = getattr(memo, "runtime", None)
-        if isinstance(runtime, Runtime):
-            runtime.pods.observe(event_type=event.get("type"), pod=event.get("object") or {})
 
     @kopf.on.event(GROUP, VERSION, BINDINGS_PLURAL, registry=registry)
     def binding_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,17 +92,19 @@ class PodRegistry:
         if not summary.uid:
             return
 
-        in_namespace = self._pods.setdefault(summary.namespace, {})
-        previous = in_namespace.get(summary.uid)
         if event_type == "DELETED" or not is_pod_live(pod):
             self._first_seen.pop(summary.uid, None)
-            if in_namespace.pop(summary.uid, None) is None:
+            in_namespace = self._pods.get(summary.namespace, {})
+            previous = in_namespace.pop(summary.uid, None)
+            if previous is None:
                 return
             if not in_namespace:
                 del self._pods[summary.namespace]
-            self._wake(summary.namespace, previous.labels if previous else summary.labels)
+            self._wake(summary.namespace, previous.labels)
             return
 
+        in_namespace = self._pods.setdefault(summary.namespace, {})
+        previous = in_namespace.get(summary.uid)
         if previous == summary:
             return
         if previous is None:
@@ -111,6 +113,22 @@ class PodRegistry:
         self._wake(summary.namespace, summary.labels)
         if previous is not None and previous.labels != summary.labels:
             self._wake(summary.namespace, previous.labels)
+
+    def resync(self, *, pods: Sequence[Mapping[str, Any]], namespace: str | None) -> None:
+        """Replace what is known of ``namespace`` (or of every namespace) with a fresh list.
+
+        Pods missing from the list were deleted while no watch was running,
+        so they are removed as if a ``DELETED`` event had arrived.
+        """
+        listed = {str((pod.get("metadata") or {}).get("uid", "")) for pod in pods}
+        scopes = [namespace] if namespace is not None else list(self._pods)
+        for scope in scopes:
+            for uid, summary in list(self._pods.get(scope, {}).items()):
+                if uid not in listed:
+                    gone = {"metadata": {"namespace": scope, "name": summary.name, "uid": uid}}
+                    self.observe(event_type="DELETED", pod=gone)
+        for pod in pods:
+            self.observe(event_type=None, pod=pod)
 
     def selected(self, *, namespace: str, matches: Matcher) -> list[PodSummary]:
         """Return the live pods of ``namespace`` whose labels ``matches`` accepts, by name."""

@@ -30,6 +30,7 @@ from credbroker.kube import EventRecorder, KubeGateway
 from credbroker.lifecycle.binding import BindingReconciler
 from credbroker.metrics import Metrics, MetricsServer
 from credbroker.pods import PodRegistry
+from credbroker.podwatch import PodWatcher
 from credbroker.settings import OperatorSettings
 from credbroker.targets.registry import TargetRegistry
 
@@ -55,10 +56,13 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     metrics_server: MetricsServer | None = None
     exchange_server: ExchangeServer | None = None
+    pod_watcher: PodWatcher | None = None
     seen_generations: dict[str, int] = field(default_factory=dict)
 
     async def close(self) -> None:
-        """Stop the servers, close target connections and the API client."""
+        """Stop the servers and the pod watch, close target connections and the API client."""
+        if self.pod_watcher is not None:
+            self.pod_watcher.stop()
         if self.exchange_server is not None:
             await self.exchange_server.stop()
             self.exchange_server = None
@@ -144,6 +148,12 @@ async def build_runtime(
         reconciler=reconciler,
         metrics=metrics,
         exchange_server=exchange_server,
+        pod_watcher=PodWatcher(
+            core_api=kube.core,
+            registry=pods,
+            namespaces=settings.watch_namespaces,
+            label_selector=settings.pod_label_selector,
+        ),
     )
 
 

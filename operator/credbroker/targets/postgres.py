@@ -57,6 +57,9 @@ DEFAULT_SSL_MODE = "prefer"  # libpq's own default
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
 LIBPQ_MIN_CONNECT_TIMEOUT_SECONDS = 2  # libpq treats smaller values as 2
 STATEMENT_TIMEOUT_MS = 30_000
+# Idle admin connections kept per target between operations; more run at
+# once when needed, and the extra ones are closed after use.
+ADMIN_IDLE_CONNECTIONS = 4
 TERMINATE_WAIT_MS = 5_000
 APPLICATION_NAME = "credbroker"
 MAX_ERROR_DETAIL_CHARS = 500
@@ -285,6 +288,7 @@ class PostgresTarget:
         self.allowed_roles: tuple[str, ...] = tuple(allowed_roles)
         self.connect_timeout_seconds = connect_timeout_seconds
         self._closed = False
+        self._idle: list[Connection] = []
 
     @classmethod
     def from_spec(
@@ -510,8 +514,11 @@ class PostgresTarget:
         return found
 
     async def close(self) -> None:
-        """Mark the target closed. It keeps no connection open between operations."""
+        """Mark the target closed and close its idle admin connections."""
         self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
 
     # Issuing
 
@@ -710,22 +717,41 @@ class PostgresTarget:
 
     @contextlib.asynccontextmanager
     async def _admin_connection(self) -> AsyncIterator[Connection]:
-        """Yield an autocommit admin connection and close it afterwards.
+        """Yield an autocommit admin connection, reusing an idle one when there is one.
 
-        TODO: replace with a small psycopg_pool.AsyncConnectionPool once
-        renewals are frequent enough for the connection set-up to matter.
-        Callers only depend on this context manager.
+        A connection goes back to the idle list only when the operation ended
+        without an error and the connection is open and outside a transaction;
+        otherwise it is closed. At most ``ADMIN_IDLE_CONNECTIONS`` stay idle.
         """
         if self._closed:
             raise TargetError(
                 Reason.TARGET_UNAVAILABLE,
                 f"target {self.target_name!r} is closed; build a new PostgresTarget",
             )
-        conn = await self._connect()
+        conn = self._take_idle_connection() or await self._connect()
+        reusable = False
         try:
             yield conn
+            reusable = True
         finally:
-            await conn.close()
+            if reusable and self._can_reuse(conn):
+                self._idle.append(conn)
+            else:
+                await conn.close()
+
+    def _take_idle_connection(self) -> Connection | None:
+        while self._idle:
+            conn = self._idle.pop()
+            if self._can_reuse(conn, limit=False):
+                return conn
+        return None
+
+    def _can_reuse(self, conn: Connection, *, limit: bool = True) -> bool:
+        if self._closed or conn.closed:
+            return False
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return False
+        return not limit or len(self._idle) < ADMIN_IDLE_CONNECTIONS
 
     async def _connect(self) -> Connection:
         libpq_timeout = max(
