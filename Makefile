@@ -10,7 +10,7 @@ LOCALCLUSTER = PYTHONPATH=e2e $(PYTHON) -m localcluster --state-dir $(CLUSTER_ST
 .PHONY: help cluster cluster-down
 
 help: ## List the targets.
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 ## --- Local control plane (e2e/localcluster) ---
 
@@ -28,7 +28,7 @@ install: ## Install credbroker and its test dependencies into the current Python
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 
 lint: ## Run ruff and mypy --strict.
-	$(PYTHON) -m ruff check operator tests e2e
+	$(PYTHON) -m ruff check operator tests e2e bench
 	$(PYTHON) -m mypy
 
 test: install lint ## Lint, then run every test: unit, PostgreSQL and end-to-end.

@@ -415,3 +415,27 @@ def test_resync_all_namespaces_adds_new_pods():
 
     assert registry.selected(namespace="a", matches=lambda _: True) == []
     assert [pod.name for pod in registry.selected(namespace="b", matches=lambda _: True)] == ["new"]
+
+
+def test_slim_pod_keeps_registry_fields():
+    from credbroker.podwatch import slim_pod
+
+    pod = {
+        "metadata": {
+            "namespace": "shop",
+            "name": "orders-0",
+            "uid": "u1",
+            "labels": {"app": "orders"},
+            "annotations": {"big": "x" * 1000},
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "spec": {"serviceAccountName": "orders", "nodeName": "n1", "containers": [{}]},
+        "status": {"phase": "Running", "conditions": [{}]},
+    }
+
+    slim = slim_pod(pod)
+
+    assert PodSummary.from_pod(slim) == PodSummary.from_pod(pod)
+    assert is_pod_live(slim) == is_pod_live(pod)
+    assert "annotations" not in slim["metadata"]
+    assert "containers" not in slim["spec"]

@@ -105,7 +105,8 @@ class PodWatcher:
         while True:
             page = self._request(namespace, watch=False, continue_token=token)
             document = json.loads(page.data)
-            pods.extend(document.get("items") or [])
+            pods.extend(slim_pod(item) for item in document.get("items") or [])
+            del document["items"]
             token = (document.get("metadata") or {}).get("continue") or None
             if token is None:
                 break
@@ -131,7 +132,9 @@ class PodWatcher:
                     resource_version = str(version)
                 if kind == "BOOKMARK":
                     continue
-                self._call_soon(functools.partial(self._registry.observe, event_type=kind, pod=obj))
+                self._call_soon(
+                    functools.partial(self._registry.observe, event_type=kind, pod=slim_pod(obj))
+                )
         finally:
             response.release_conn()
         return resource_version
@@ -172,6 +175,27 @@ class PodWatcher:
         self._pending_syncs -= 1
         if self._pending_syncs <= 0:
             self.synced.set()
+
+
+def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep only the fields ``PodRegistry`` reads, so a full pod body is not held in memory."""
+    metadata = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    return {
+        "metadata": {
+            "namespace": metadata.get("namespace"),
+            "name": metadata.get("name"),
+            "uid": metadata.get("uid"),
+            "labels": metadata.get("labels") or {},
+            "deletionTimestamp": metadata.get("deletionTimestamp"),
+        },
+        "spec": {
+            "serviceAccountName": spec.get("serviceAccountName"),
+            "nodeName": spec.get("nodeName"),
+        },
+        "status": {"phase": status.get("phase")},
+    }
 
 
 class _WatchExpiredError(Exception):

@@ -77,7 +77,7 @@ from credbroker.timestamps import format_timestamp, utcnow
 
 logger = logging.getLogger(__name__)
 
-MAX_REJECTED_IN_STATUS = 5
+MAX_REJECTED_IN_STATUS = 10
 MAX_WAKEUP_SECONDS = 300.0
 REVERIFY_MARGIN_SECONDS = 60.0
 
