@@ -168,11 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PER_SECOND",
         help="exchange requests per second one identity may make after its burst",
     )
-    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="peering priority of this replica: the live replica with the highest priority "
+        "is active; only used with --peering (default: 0)",
+    )
     run.add_argument(
         "--log-format", choices=["plain", "full", "json"], default="full", help="log line format"
     )
     run.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+
+    _show_defaults(run)
 
     verify = commands.add_parser(
         "verify-token", help="verify a projected service-account token as the operator would"
@@ -200,6 +208,16 @@ def _port_number(text: str) -> int:
     if not 0 <= port <= MAX_PORT:
         raise argparse.ArgumentTypeError(f"invalid port {port}: expected 0 to {MAX_PORT}")
     return port
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default: ...)`` to each option's help unless the help already names one."""
+    for action in parser._actions:
+        if action.help in (None, argparse.SUPPRESS) or "default" in str(action.help):
+            continue
+        if action.default in (None, False, [], argparse.SUPPRESS):
+            continue
+        action.help = f"{action.help} (default: %(default)s)"
 
 
 def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
