@@ -158,9 +158,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             runtime.pods.wake(key)
 
     @kopf.on.event(GROUP, VERSION, TARGETS_PLURAL, registry=registry)
-    def target_event(memo: kopf.Memo, **_: Any) -> None:
+    def target_event(event: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         runtime = getattr(memo, "runtime", None)
         if isinstance(runtime, Runtime):
+            body = event.get("object") or {}
+            runtime.kube.remember_target(body, deleted=event.get("type") == "DELETED")
             runtime.pods.wake_all()
 
     @kopf.daemon(

@@ -54,9 +54,26 @@ class KubeGateway:
         self.core = k8s.CoreV1Api(api_client)
         self.authn = k8s.AuthenticationV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
+        self._known_targets: dict[str, dict[str, Any]] = {}
+
+    def remember_target(self, body: Mapping[str, Any], *, deleted: bool) -> None:
+        """Keep the latest CredentialTarget from a watch event, so passes need not read it."""
+        name = str((body.get("metadata") or {}).get("name", ""))
+        if deleted:
+            self._known_targets.pop(name, None)
+        elif name:
+            self._known_targets[name] = dict(body)
 
     async def get_target(self, name: str) -> dict[str, Any] | None:
-        """Return the CredentialTarget named ``name``, or ``None`` when it does not exist."""
+        """Return the CredentialTarget named ``name``, or ``None`` when it does not exist.
+
+        A target seen in a watch event is returned from memory; any other name
+        is read from the API server, so a target the watch has not reported
+        yet is still found.
+        """
+        known = self._known_targets.get(name)
+        if known is not None:
+            return known
         try:
             result = await asyncio.to_thread(
                 self.custom.get_cluster_custom_object, GROUP, VERSION, TARGETS_PLURAL, name
