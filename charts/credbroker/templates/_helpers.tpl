@@ -89,6 +89,12 @@ app.kubernetes.io/component: operator
 {{- /* The operator serves metrics on port 9090 unless told 0. */}}
 - --metrics-port=0
 {{- end }}
+{{- if .Values.exchange.enabled }}
+- --exchange-port={{ .Values.exchange.port }}
+- {{ printf "--exchange-tls-secret=%s" .Values.exchange.tlsSecretName | quote }}
+- --exchange-burst={{ .Values.exchange.burst }}
+- --exchange-rate={{ .Values.exchange.rate }}
+{{- end }}
 - --log-format={{ .Values.operator.logFormat }}
 {{- if .Values.operator.verbose }}
 - --verbose
@@ -168,6 +174,11 @@ spec:
           containerPort: {{ .Values.metrics.port }}
           protocol: TCP
         {{- end }}
+        {{- if .Values.exchange.enabled }}
+        - name: exchange
+          containerPort: {{ .Values.exchange.port }}
+          protocol: TCP
+        {{- end }}
       livenessProbe:
         httpGet:
           path: /healthz
@@ -202,4 +213,8 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{- define "credbroker.exchangeServiceName" -}}
+{{- printf "%s-exchange" (include "credbroker.fullname" .) }}
 {{- end }}

@@ -437,6 +437,12 @@ class HTTPFetcher:
                 body = await _read_limited(response, url=url)
         except TimeoutError as exc:
             raise FetchError(f"GET {url} timed out after {self.timeout_seconds:g} s") from exc
+        except aiohttp.ClientConnectorError as exc:
+            # Its own message shows the SSL context object, which tells a reader nothing.
+            raise FetchError(
+                f"GET {url} failed: {type(exc).__name__}: cannot connect to "
+                f"{exc.host}:{exc.port}: {exc.os_error}"
+            ) from exc
         except aiohttp.ClientError as exc:
             # aiohttp 3.14 messages name the URL or host and the cause, not the request headers.
             raise FetchError(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
