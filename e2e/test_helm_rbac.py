@@ -7,13 +7,21 @@ token belongs to the chart's ServiceAccount. Every test runs twice: with one
 served namespace (per-namespace Roles) and cluster-wide (ClusterRoles), both
 with two replicas, so kopf peering is exercised too. The last test
 uninstalls the release and checks what remains, as docs/helm.md describes.
+
+The release enables the exchange endpoint with a TLS Secret and a bundle
+ConfigMap created by the test; the operator process serves it on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import secrets
+import socket
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +34,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from psycopg import sql
 
+from credbroker.exchange.tls import issue_self_signed
 from localcluster import ClusterAccess
 from operator_harness import (
     OPERATOR_NAMESPACE,
@@ -54,7 +63,10 @@ FINALIZER = "credbroker.dev/finalizer"
 # a metrics server on the chart's fixed port could clash with other tests, so
 # metrics are switched off with --metrics-port=0.
 DROPPED_FLAGS = ("--liveness=", "--metrics-port=", "--log-format=")
-REPLACEMENT_FLAGS = ("--metrics-port=0",)
+# The chart lets the exchange endpoint bind every interface, but the test binds loopback.
+REPLACEMENT_FLAGS = ("--metrics-port=0", "--exchange-host=127.0.0.1")
+EXCHANGE_TLS_SECRET = "credbroker-exchange-tls"
+BUNDLE_CONFIG_MAP = "example-org-bundle"
 # Words in the operator's log that mean the API server rejected a call.
 DENIAL_MARKERS = ("(403)", "Forbidden", "forbidden", "Not enough permissions")
 
@@ -68,6 +80,8 @@ class Release:
     served_namespace: str
     outside_namespace: str
     target: str
+    exchange_port: int
+    exchange_ca_pem: bytes
     installed: bool = True
 
     def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -122,14 +136,21 @@ def release(
     for name in (served, outside):
         ensure_namespace(core, name)
     target = f"pg-helm-{suffix}"
+    exchange_port = _free_port()
+    certificate = issue_self_signed(("127.0.0.1",))
 
     values = {
         "replicas": 2,
         "watchNamespaces": [served] if request.param == "namespaced" else [],
         "peering": {"name": PEERING_NAME},
         "serviceAccount": {"name": SERVICE_ACCOUNT},
-        "rbac": {"adminSecretNames": [f"{target}-admin"]},
+        "rbac": {"adminSecretNames": [f"{target}-admin"], "bundleConfigMaps": [BUNDLE_CONFIG_MAP]},
         "operator": {"sweepIntervalSeconds": 2, "orphanMinAgeSeconds": 3, "retryDelaySeconds": 2},
+        "exchange": {
+            "enabled": True,
+            "port": exchange_port,
+            "tlsSecretName": EXCHANGE_TLS_SECRET,
+        },
     }
     values_file = tmp_path_factory.mktemp("helm") / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
@@ -139,6 +160,8 @@ def release(
         served_namespace=served,
         outside_namespace=outside,
         target=target,
+        exchange_port=exchange_port,
+        exchange_ca_pem=certificate.ca_pem,
     )
     # The Pods never run, so there is nothing for --wait to wait for.
     state.helm(
@@ -160,6 +183,25 @@ def release(
             "crd/credentialbindings.credbroker.dev",
             "crd/kopfpeerings.kopf.dev",
         )
+        # What cert-manager and a SPIFFE bundle publisher would write.
+        core.create_namespaced_secret(
+            OPERATOR_NAMESPACE,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=EXCHANGE_TLS_SECRET),
+                type="kubernetes.io/tls",
+                data={
+                    "tls.crt": base64.b64encode(certificate.pair.cert_pem).decode(),
+                    "tls.key": base64.b64encode(certificate.pair.key_pem).decode(),
+                },
+            ),
+        )
+        core.create_namespaced_config_map(
+            OPERATOR_NAMESPACE,
+            client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(name=BUNDLE_CONFIG_MAP),
+                data={"bundle.spiffe": json.dumps({"keys": []})},
+            ),
+        )
         install_postgres_target(
             api,
             name=target,
@@ -176,8 +218,23 @@ def release(
         except ApiException as error:
             if error.status != 404:
                 raise
+        for delete, name in (
+            (core.delete_namespaced_secret, EXCHANGE_TLS_SECRET),
+            (core.delete_namespaced_config_map, BUNDLE_CONFIG_MAP),
+        ):
+            try:
+                delete(name, OPERATOR_NAMESPACE)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
         for name in (served, outside):
             core.delete_namespace(name)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _service_account_kubeconfig(cluster: ClusterAccess, api: client.ApiClient, path: Path) -> Path:
@@ -358,6 +415,93 @@ def test_peering_object_has_replica(
     assert [entry["priority"] for entry in status.values()] == [0]
 
 
+def _unsigned_token(namespace: str) -> str:
+    """Return a JWS-shaped service-account token with a signature that cannot verify."""
+
+    def encode(part: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
+
+    header = encode({"alg": "RS256", "kid": "e2e"})
+    payload = encode({"sub": f"system:serviceaccount:{namespace}:orders"})
+    return f"{header}.{payload}.c2lnbmF0dXJl"
+
+
+def _post_exchange(release: Release, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """POST an exchange request with a token that cannot verify; return status and JSON body.
+
+    The endpoint reads the binding after it parses the token and before it
+    verifies the signature, so the status shows whether that read succeeded:
+    401 for an existing binding, 404 for a missing one, 503 if RBAC denied it.
+    """
+    context = ssl.create_default_context(cadata=release.exchange_ca_pem.decode())
+    request = urllib.request.Request(
+        f"https://127.0.0.1:{release.exchange_port}/v1/exchange",
+        data=json.dumps(body).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {_unsigned_token(body['namespace'])}",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _exchange_listening(release: Release) -> bool | None:
+    try:
+        with socket.create_connection(("127.0.0.1", release.exchange_port), timeout=1):
+            return True
+    except OSError:
+        return None
+
+
+def test_exchange_endpoint_with_chart_rbac(
+    api: client.ApiClient, operator: OperatorProcess, release: Release
+) -> None:
+    # The server listens only after start-up read the TLS Secret and listed the
+    # bindings' bundle references with the chart's RBAC.
+    wait_for(
+        lambda: _exchange_listening(release),
+        timeout_seconds=30,
+        what=f"the exchange endpoint on 127.0.0.1:{release.exchange_port}",
+    )
+    namespace = release.served_namespace
+    _issue(api, namespace, release.target, name="exchange-probe")
+
+    status, body = _post_exchange(release, {"namespace": namespace, "binding": "exchange-probe"})
+    assert status == 401, body
+    assert body["error"] != "BindingNotFound"
+    status, body = _post_exchange(release, {"namespace": namespace, "binding": "missing"})
+    assert status == 404, body
+    assert body["error"] == "BindingNotFound"
+
+    # Delete the binding while this operator runs, so that its finalizer does
+    # not keep the namespace in Terminating for the next release's operator.
+    custom = client.CustomObjectsApi(api)
+    custom.delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "credentialbindings", "exchange-probe"
+    )
+
+    def binding_gone() -> bool | None:
+        try:
+            custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "credentialbindings", "exchange-probe"
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return True
+            raise
+        return None
+
+    wait_for(binding_gone, timeout_seconds=30, what="binding exchange-probe to be deleted")
+
+    log = operator.log_text()
+    assert _denials(log) == [], "the exchange endpoint hit RBAC denials with the chart's RBAC"
+
+
 def _allowed(
     api: client.ApiClient,
     *,
@@ -403,6 +547,22 @@ def test_service_account_scope(api: client.ApiClient, release: Release) -> None:
         ("create", "serviceaccounts", served, token, True, True),
         ("create", "tokenreviews", None, {"group": "authentication.k8s.io"}, True, True),
         ("get", "secrets", OPERATOR_NAMESPACE, {"name": admin_secret}, True, True),
+        # The exchange endpoint: its TLS Secret and the bundle ConfigMap in the
+        # release namespace, pods and bindings where bindings are served, and
+        # one list of bindings across all namespaces for the bundle references.
+        ("get", "secrets", OPERATOR_NAMESPACE, {"name": EXCHANGE_TLS_SECRET}, True, True),
+        ("get", "configmaps", OPERATOR_NAMESPACE, {"name": BUNDLE_CONFIG_MAP}, True, True),
+        ("get", "pods", served, {}, True, True),
+        ("get", "credentialbindings", served, {"group": GROUP}, True, True),
+        ("list", "credentialbindings", None, {"group": GROUP}, True, True),
+        # The same names elsewhere, and other ConfigMaps next to the bundle.
+        ("get", "secrets", outside, {"name": EXCHANGE_TLS_SECRET}, False, True),
+        ("get", "configmaps", outside, {"name": BUNDLE_CONFIG_MAP}, False, False),
+        ("get", "configmaps", "kube-system", {"name": BUNDLE_CONFIG_MAP}, False, False),
+        ("get", "configmaps", OPERATOR_NAMESPACE, {"name": "other-config"}, False, False),
+        ("list", "configmaps", OPERATOR_NAMESPACE, {}, False, False),
+        ("get", "pods", outside, {}, False, True),
+        ("get", "credentialbindings", outside, {"group": GROUP}, False, True),
         # Secrets outside the served namespaces, and other Secrets next to the
         # admin Secret. Cluster-wide, every namespace is served.
         ("get", "secrets", "kube-system", {}, False, True),
@@ -415,10 +575,11 @@ def test_service_account_scope(api: client.ApiClient, release: Release) -> None:
         ("create", "serviceaccounts", outside, token, False, True),
         ("create", "serviceaccounts", "kube-system", token, False, True),
         ("list", "pods", outside, {}, False, True),
-        ("list", "credentialbindings", outside, {"group": GROUP}, False, True),
+        # The exchange endpoint lists bindings in every namespace, in both scopes.
+        ("list", "credentialbindings", outside, {"group": GROUP}, True, True),
+        ("watch", "credentialbindings", outside, {"group": GROUP}, False, True),
         # In no scope: workloads, RBAC changes, impersonation, plain tokens.
         ("create", "pods", served, {}, False, False),
-        ("get", "pods", served, {}, False, False),
         ("create", "serviceaccounts", served, {}, False, False),
         ("create", "rolebindings", served, rbac_group, False, False),
         ("create", "clusterrolebindings", None, rbac_group, False, False),

@@ -398,6 +398,185 @@ def test_custom_resources_and_placement(tmp_path: Path) -> None:
     assert admin["resourceNames"] == ["orders-postgres-admin"]
 
 
+EXCHANGE_ON = ("exchange.enabled=true", "exchange.tlsSecretName=cb-exchange-tls")
+
+
+def test_exchange_disabled_by_default() -> None:
+    docs = render()
+    container = container_of(one(docs, "Deployment"))
+    assert not any(arg.startswith("--exchange-") for arg in container["args"])
+    assert "exchange" not in {port["name"] for port in container["ports"]}
+    service_names = {doc["metadata"]["name"] for doc in objects_of(docs, "Service")}
+    assert f"{FULLNAME}-exchange" not in service_names
+    operator = one(docs, "Role", f"{FULLNAME}-operator")
+    assert rules_for(operator, "configmaps") == []
+    bindings = one(docs, "ClusterRole", f"{FULLNAME}-bindings")
+    assert "get" not in verbs_for(bindings, "pods")
+    assert "get" not in verbs_for(bindings, "credentialbindings")
+
+
+def test_exchange_args_and_port(tmp_path: Path) -> None:
+    # A values file, because --set turns 0.5 into a string, which the schema rejects.
+    values = {
+        "exchange": {
+            "enabled": True,
+            "tlsSecretName": "cb-exchange-tls",
+            "port": 9443,
+            "burst": 5,
+            "rate": 0.5,
+        }
+    }
+    docs = render(values=values, tmp=tmp_path)
+    container = container_of(one(docs, "Deployment"))
+    ports = {port["name"]: port for port in container["ports"]}
+    assert ports["exchange"]["containerPort"] == 9443
+    assert ports["exchange"]["protocol"] == "TCP"
+
+    settings = settings_from_args(parse_run_args(container))
+    assert settings.exchange_port == 9443
+    assert settings.exchange_tls_secret == "cb-exchange-tls"
+    assert settings.exchange_burst == 5
+    assert settings.exchange_refill_per_second == 0.5
+
+
+def test_exchange_service() -> None:
+    docs = render(
+        *EXCHANGE_ON,
+        "exchange.service.type=LoadBalancer",
+        "exchange.service.annotations.example\\.com/scheme=internal",
+    )
+    service = one(docs, "Service", f"{FULLNAME}-exchange")
+    assert service["metadata"]["namespace"] == NAMESPACE
+    assert service["metadata"]["annotations"] == {"example.com/scheme": "internal"}
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"] == [
+        {"name": "https", "port": 8443, "targetPort": "exchange", "protocol": "TCP"}
+    ]
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"]
+    for key, value in service["spec"]["selector"].items():
+        assert pod_labels[key] == value, key
+    assert objects_of(docs, "Certificate") == []
+
+
+def test_exchange_service_selects_statefulset() -> None:
+    docs = render(*EXCHANGE_ON, "replicas=3")
+    service = one(docs, "Service", f"{FULLNAME}-exchange")
+    statefulset = one(docs, "StatefulSet")
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    for key, value in service["spec"]["selector"].items():
+        assert pod_labels[key] == value, key
+    container = container_of(statefulset)
+    assert "--exchange-port=8443" in container["args"]
+
+
+def test_exchange_rbac_clusterwide() -> None:
+    docs = render(*EXCHANGE_ON)
+    bindings = one(docs, "ClusterRole", f"{FULLNAME}-bindings")
+    assert verbs_for(bindings, "credentialbindings") == {"get", "list", "watch", "patch"}
+    assert verbs_for(bindings, "pods") == {"get", "list", "watch"}
+    assert verbs_for(bindings, "secrets") == SECRET_VERBS
+
+    cluster = one(docs, "ClusterRole", FULLNAME)
+    assert verbs_for(cluster, "tokenreviews") == {"create"}
+    # Cluster-wide, the -bindings ClusterRole already lists bindings everywhere.
+    assert rules_for(cluster, "credentialbindings") == []
+
+    operator = one(docs, "Role", f"{FULLNAME}-operator")
+    tls_rules = [
+        rule
+        for rule in rules_for(operator, "secrets")
+        if rule.get("resourceNames") == ["cb-exchange-tls"]
+    ]
+    assert len(tls_rules) == 1
+    assert tls_rules[0]["verbs"] == ["get"]
+    configmap_rules = rules_for(operator, "configmaps")
+    assert len(configmap_rules) == 1
+    assert configmap_rules[0]["verbs"] == ["get"]
+    # Bundle names come from bindings created later, so the default allows every name.
+    assert "resourceNames" not in configmap_rules[0]
+
+
+def test_exchange_rbac_namespaced(tmp_path: Path) -> None:
+    values = {
+        "watchNamespaces": ["shop", "billing"],
+        "exchange": {"enabled": True, "tlsSecretName": "cb-exchange-tls"},
+        "rbac": {
+            "adminSecretNames": ["orders-admin"],
+            "bundleConfigMaps": ["example-org-bundle"],
+            "bundleSecrets": ["partner-bundle"],
+        },
+    }
+    docs = render(values=values, tmp=tmp_path)
+    for namespace in ("shop", "billing"):
+        role = next(
+            doc
+            for doc in objects_of(docs, "Role")
+            if doc["metadata"]["name"] == f"{FULLNAME}-bindings"
+            and doc["metadata"]["namespace"] == namespace
+        )
+        assert verbs_for(role, "credentialbindings") == {"get", "list", "watch", "patch"}
+        assert verbs_for(role, "pods") == {"get", "list", "watch"}
+
+    # list_bundle_sources lists bindings across all namespaces, in every scope.
+    cluster = one(docs, "ClusterRole", FULLNAME)
+    assert [rule["verbs"] for rule in rules_for(cluster, "credentialbindings")] == [["list"]]
+    assert rules_for(cluster, "pods") == []
+    assert rules_for(cluster, "secrets") == []
+
+    operator = one(docs, "Role", f"{FULLNAME}-operator")
+    secret_names = [rule.get("resourceNames") for rule in rules_for(operator, "secrets")]
+    assert sorted(secret_names) == [["cb-exchange-tls"], ["orders-admin"], ["partner-bundle"]]
+    assert verbs_for(operator, "secrets") == {"get"}
+    configmap_rules = rules_for(operator, "configmaps")
+    assert [rule["resourceNames"] for rule in configmap_rules] == [["example-org-bundle"]]
+    assert verbs_for(operator, "configmaps") == {"get"}
+
+
+def test_exchange_rbac_no_wildcards() -> None:
+    for set_args in (EXCHANGE_ON, (*EXCHANGE_ON, "replicas=2", "watchNamespaces={shop}")):
+        docs = render(*set_args)
+        for role in objects_of(docs, "ClusterRole") + objects_of(docs, "Role"):
+            for rule in role["rules"]:
+                name = role["metadata"]["name"]
+                assert not ESCALATING_VERBS & set(rule["verbs"]), f"{name}: {rule}"
+                assert "*" not in rule.get("resources", []), f"{name}: {rule}"
+
+
+def test_exchange_cert_manager_certificate() -> None:
+    docs = render(
+        *EXCHANGE_ON,
+        "exchange.certManager.issuerRef.name=internal-ca",
+        "exchange.certManager.issuerRef.kind=ClusterIssuer",
+        "exchange.certManager.extraDnsNames={db-exchange.example.com}",
+    )
+    certificate = one(docs, "Certificate", f"{FULLNAME}-exchange")
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    assert certificate["metadata"]["namespace"] == NAMESPACE
+    spec = certificate["spec"]
+    assert spec["secretName"] == "cb-exchange-tls"
+    assert spec["issuerRef"] == {"name": "internal-ca", "kind": "ClusterIssuer"}
+    service = f"{FULLNAME}-exchange"
+    assert spec["dnsNames"] == [
+        service,
+        f"{service}.{NAMESPACE}",
+        f"{service}.{NAMESPACE}.svc",
+        "db-exchange.example.com",
+    ]
+    assert "server auth" in spec["usages"]
+
+
+def test_pod_label_selector_value() -> None:
+    container = container_of(
+        one(render("operator.podLabelSelector=credbroker.dev/enabled=true"), "Deployment")
+    )
+    assert "--pod-label-selector=credbroker.dev/enabled=true" in container["args"]
+    settings = settings_from_args(parse_run_args(container))
+    assert settings.pod_label_selector == "credbroker.dev/enabled=true"
+    defaults = container_of(one(render(), "Deployment"))
+    assert not any(arg.startswith("--pod-label-selector") for arg in defaults["args"])
+
+
 def test_rbac_create_false() -> None:
     docs = render("rbac.create=false")
     for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
@@ -419,6 +598,24 @@ INVALID_VALUES = [
         "metrics.enabled=false,metrics.serviceMonitor.enabled=true",
         "metrics.serviceMonitor.enabled needs metrics.enabled: true",
     ),
+    (
+        "exchange.enabled=true",
+        "exchange.tlsSecretName is required when exchange.enabled is true",
+    ),
+    (
+        "exchange.enabled=true,exchange.tlsSecretName=tls,exchange.port=9090",
+        "exchange.port and metrics.port are both 9090",
+    ),
+    (
+        "exchange.enabled=true,exchange.tlsSecretName=tls,exchange.port=8080",
+        "exchange.port and health.port are both 8080",
+    ),
+    ("exchange.rate=0", "at '/exchange/rate'"),
+    ("exchange.burst=0", "at '/exchange/burst': minimum"),
+    ("exchange.tlsSecretName=Bad_Name", "at '/exchange/tlsSecretName'"),
+    ("exchange.service.type=ExternalName", "at '/exchange/service/type'"),
+    ("rbac.bundleConfigMaps={Bad_Name}", "at '/rbac/bundleConfigMaps/0'"),
+    ("exchange.certManager.issuerRef.kind=Issuer", "exchange.certManager.issuerRef needs a name"),
 ]
 
 

@@ -9,6 +9,13 @@ watchNamespaces is empty, otherwise each listed one.
 - apiGroups: [credbroker.dev]
   resources: [credentialbindings]
   verbs: [list, watch, patch]
+{{- if .Values.exchange.enabled }}
+# The exchange endpoint reads the binding named in each request
+# (KubeExchangeCluster.get_binding).
+- apiGroups: [credbroker.dev]
+  resources: [credentialbindings]
+  verbs: [get]
+{{- end }}
 # The reconcile daemon writes conditions, the credential id and expiry
 # (KubeGateway.patch_binding_status).
 - apiGroups: [credbroker.dev]
@@ -21,11 +28,19 @@ watchNamespaces is empty, otherwise each listed one.
 - apiGroups: [credbroker.dev]
   resources: [credentialbindings/finalizers]
   verbs: [update]
-# kopf's pod watch (handlers.pod_event) feeds the pod registry; the operator
-# never reads a single pod, so there is no get.
+# kopf's pod watch (handlers.pod_event) feeds the pod registry. Without the
+# exchange endpoint the operator never reads a single pod, so there is no get.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+{{- if .Values.exchange.enabled }}
+# The exchange endpoint reads the pod named in a presented service-account
+# token, to check that it exists, is not terminating and has the claimed uid
+# and ServiceAccount (KubeExchangeCluster.get_pod).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get]
+{{- end }}
 # PodAttestor._request_token asks for a token bound to each selected pod
 # (TokenRequest on the pod's ServiceAccount).
 - apiGroups: [""]
