@@ -548,13 +548,13 @@ def test_service_account_scope(api: client.ApiClient, release: Release) -> None:
         ("create", "tokenreviews", None, {"group": "authentication.k8s.io"}, True, True),
         ("get", "secrets", OPERATOR_NAMESPACE, {"name": admin_secret}, True, True),
         # The exchange endpoint: its TLS Secret and the bundle ConfigMap in the
-        # release namespace, pods and bindings where bindings are served, and
-        # one list of bindings across all namespaces for the bundle references.
+        # release namespace, and pods and bindings where bindings are served.
         ("get", "secrets", OPERATOR_NAMESPACE, {"name": EXCHANGE_TLS_SECRET}, True, True),
         ("get", "configmaps", OPERATOR_NAMESPACE, {"name": BUNDLE_CONFIG_MAP}, True, True),
         ("get", "pods", served, {}, True, True),
         ("get", "credentialbindings", served, {"group": GROUP}, True, True),
-        ("list", "credentialbindings", None, {"group": GROUP}, True, True),
+        ("list", "credentialbindings", served, {"group": GROUP}, True, True),
+        ("list", "credentialbindings", None, {"group": GROUP}, False, True),
         # The same names elsewhere, and other ConfigMaps next to the bundle.
         ("get", "secrets", outside, {"name": EXCHANGE_TLS_SECRET}, False, True),
         ("get", "configmaps", outside, {"name": BUNDLE_CONFIG_MAP}, False, False),
@@ -575,8 +575,7 @@ def test_service_account_scope(api: client.ApiClient, release: Release) -> None:
         ("create", "serviceaccounts", outside, token, False, True),
         ("create", "serviceaccounts", "kube-system", token, False, True),
         ("list", "pods", outside, {}, False, True),
-        # The exchange endpoint lists bindings in every namespace, in both scopes.
-        ("list", "credentialbindings", outside, {"group": GROUP}, True, True),
+        ("list", "credentialbindings", outside, {"group": GROUP}, False, True),
         ("watch", "credentialbindings", outside, {"group": GROUP}, False, True),
         # In no scope: workloads, RBAC changes, impersonation, plain tokens.
         ("create", "pods", served, {}, False, False),

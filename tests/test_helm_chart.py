@@ -518,9 +518,9 @@ def test_exchange_rbac_namespaced(tmp_path: Path) -> None:
         assert verbs_for(role, "credentialbindings") == {"get", "list", "watch", "patch"}
         assert verbs_for(role, "pods") == {"get", "list", "watch"}
 
-    # list_bundle_sources lists bindings across all namespaces, in every scope.
+    # list_bundle_sources lists bindings only in the served namespaces.
     cluster = one(docs, "ClusterRole", FULLNAME)
-    assert [rule["verbs"] for rule in rules_for(cluster, "credentialbindings")] == [["list"]]
+    assert rules_for(cluster, "credentialbindings") == []
     assert rules_for(cluster, "pods") == []
     assert rules_for(cluster, "secrets") == []
 

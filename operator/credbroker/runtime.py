@@ -183,7 +183,10 @@ def _build_exchange_server(
             ),
         ),
         cluster=KubeExchangeCluster(
-            kube=kube, targets=targets, operator_namespace=settings.namespace
+            kube=kube,
+            targets=targets,
+            operator_namespace=settings.namespace,
+            served_namespaces=settings.watch_namespaces,
         ),
         tokens=verifier,
         wake_binding=pods.wake,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,7 +59,7 @@ class ExchangeCluster(Protocol):
     """The reads and reviews one exchange needs. Each raises a ``CredbrokerError`` on failure."""
 
     async def get_binding(self, *, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """Return the CredentialBinding, or None when it does not exist."""
+        """Return the CredentialBinding, or None when it does not exist or is not served."""
         ...
 
     async def get_pod(self, *, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -93,14 +93,23 @@ class KubeExchangeCluster:
     """``ExchangeCluster`` on the official client, as the operator process runs it."""
 
     def __init__(
-        self, *, kube: KubeGateway, targets: TargetRegistry, operator_namespace: str
+        self,
+        *,
+        kube: KubeGateway,
+        targets: TargetRegistry,
+        operator_namespace: str,
+        served_namespaces: Sequence[str] = (),
     ) -> None:
+        """Serve bindings of ``served_namespaces``, or of every namespace when it is empty."""
         self._kube = kube
         self._targets = targets
         self._operator_namespace = operator_namespace
+        self._served_namespaces = tuple(served_namespaces)
 
     async def get_binding(self, *, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """Return the CredentialBinding, or None when it does not exist."""
+        """Return the CredentialBinding, or None when it does not exist or is not served."""
+        if self._served_namespaces and namespace not in self._served_namespaces:
+            return None
         return await self._read(
             self._kube.custom.get_namespaced_custom_object,
             GROUP,
@@ -157,7 +166,10 @@ class KubeExchangeCluster:
     async def list_bundle_sources(self) -> list[BundleSource]:
         """Return the bundle references of every binding that has one."""
         sources: list[BundleSource] = []
-        for body in await self._kube.list_bindings():
+        bodies: list[dict[str, Any]] = []
+        for namespace in self._served_namespaces or (None,):
+            bodies.extend(await self._kube.list_bindings(namespace))
+        for body in bodies:
             try:
                 spec = parse_binding(body.get("spec") or {})
             except PolicyRejected:
