@@ -121,7 +121,17 @@ class KubeExchangeCluster:
         )
 
     async def get_pod(self, *, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """Return the Pod, or None when it does not exist."""
+        """Return the Pod, or None when it does not exist.
+
+        Raises ``PolicyRejected`` for a pod outside the served namespaces: no
+        binding this operator serves can accept it, and it may not read there.
+        """
+        if self._served_namespaces and namespace not in self._served_namespaces:
+            raise PolicyRejected(
+                Reason.NAMESPACE_NOT_ALLOWED,
+                f"pod {namespace}/{name} is in a namespace this operator does not serve; "
+                f"it serves {', '.join(self._served_namespaces)}",
+            )
         return await self._read(
             self._kube.core.read_namespaced_pod, name, namespace, what=f"pod {namespace}/{name}"
         )
