@@ -1,10 +1,10 @@
 """kopf wiring: thin handlers that feed events to the pipeline and write what it decides.
 
-No handler sits on Secrets or on Pods in a way that makes kopf add a
-finalizer or store a body annotation: pods are observed with ``on.event``
-only, and Secrets are read and written through the API client. Bindings get
-one daemon each (their reconcile loop) and a deletion handler (revoke
-everything); targets get a timer (the sweep).
+kopf handles no Secrets and no Pods: pods are listed and watched by
+``podwatch.PodWatcher``, which keeps a few fields per pod, and Secrets are
+read and written through the API client. Bindings get one daemon each
+(their reconcile loop) and a deletion handler (revoke everything); targets
+get a timer (the sweep) and an event handler that keeps their latest body.
 """
 
 from __future__ import annotations
