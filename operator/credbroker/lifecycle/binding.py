@@ -147,7 +147,7 @@ class PodVerdict:
 
 @dataclass(slots=True)
 class BindingState:
-    """What the reconciler remembers about one binding between passes.
+    """The reconciler's memory of one binding between passes.
 
     It is only a cache: after a restart it is rebuilt from the pods, the
     Secret's annotations and the target, so losing it loses nothing.
@@ -160,7 +160,7 @@ class BindingState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReconcileResult:
-    """What one pass decided: the status to write and when to run again."""
+    """The decision of one pass: the status to write and when to run again."""
 
     status: dict[str, Any]
     next_run_seconds: float
@@ -221,7 +221,7 @@ class BindingReconciler:
         self._metrics.forget_binding(key)
 
     async def reconcile(self, body: Mapping[str, Any]) -> ReconcileResult:
-        """Run one pass over the binding ``body``; never raises for expected failures."""
+        """Run one pass over ``body``; an error becomes a failed status, not an exception."""
         ref = BindingRef.from_body(body)
         state = self._states.get(ref.key)
         if state is None:
