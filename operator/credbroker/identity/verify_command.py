@@ -33,12 +33,12 @@ from credbroker.identity.serviceaccount import (
     MAX_LEEWAY_SECONDS,
     ServiceAccountTokenVerifier,
 )
+from credbroker.tokenargs import add_token_argument, read_token
 
 logger = logging.getLogger(__name__)
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
-_READ_FROM_STDIN = "-"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,12 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"spec.serviceAccountName of the pod (default {DEFAULT_SERVICE_ACCOUNT!r})",
     )
 
-    parser.add_argument(
-        "token",
-        metavar="TOKEN",
-        help="the token, or - to read it from stdin, which keeps it out of the process "
-        "list and the shell history",
-    )
+    add_token_argument(parser, what="the token")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -108,7 +103,7 @@ async def run(args: argparse.Namespace) -> int:
     """
     try:
         pod = _pod_from_args(args)
-        token = await _read_token(args.token)
+        token = await read_token(args.token)
         jwks = await _jwks_from_args(args)
         verifier = ServiceAccountTokenVerifier(
             issuer=args.issuer,
@@ -200,17 +195,6 @@ def _pod_from_args(args: argparse.Namespace) -> PodRef | None:
         uid=args.pod_uid,
         service_account=args.service_account or DEFAULT_SERVICE_ACCOUNT,
     )
-
-
-async def _read_token(argument: str) -> str:
-    if argument == _READ_FROM_STDIN:
-        text: str = await asyncio.to_thread(sys.stdin.read)
-    else:
-        text = argument
-    token = text.strip()
-    if not token:
-        raise ValueError("the token is empty. Pass it as TOKEN, or on stdin with -")
-    return token
 
 
 def _json_default(value: object) -> str:

@@ -30,12 +30,12 @@ from credbroker.spiffe.x509svid import (
     verify_x509_svid,
 )
 from credbroker.timestamps import format_timestamp
+from credbroker.tokenargs import add_token_argument, read_token
 
 logger = logging.getLogger(__name__)
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
-_READ_FROM_STDIN = "-"
 _UNPINNED_NOTE = (
     "no --trust-domain given, so the bundle was taken to be the bundle of the SVID's own "
     "trust domain. Pass --trust-domain to require a trust domain"
@@ -65,12 +65,7 @@ def add_verify_jwt_svid_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"allowed clock skew in seconds, 0 to {MAX_LEEWAY_SECONDS} "
         f"(default {DEFAULT_LEEWAY_SECONDS})",
     )
-    parser.add_argument(
-        "token",
-        metavar="TOKEN",
-        help="the JWT-SVID, or - to read it from stdin, which keeps it out of the process "
-        "list and the shell history",
-    )
+    add_token_argument(parser, what="the JWT-SVID")
 
 
 async def run_verify_svid(args: argparse.Namespace) -> int:
@@ -118,7 +113,7 @@ async def run_verify_jwt_svid(args: argparse.Namespace) -> int:
     """
     try:
         pinned = _trust_domain_from_args(args)
-        token = await _read_token(args.token)
+        token = await read_token(args.token)
     except ValueError as exc:
         print(f"verify-jwt-svid: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -188,17 +183,6 @@ def _read_limited_file(path: Path) -> bytes:
             return file.read(MAX_CHAIN_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
-
-
-async def _read_token(argument: str) -> str:
-    if argument == _READ_FROM_STDIN:
-        text: str = await asyncio.to_thread(sys.stdin.read)
-    else:
-        text = argument
-    token = text.strip()
-    if not token:
-        raise ValueError("the token is empty. Pass it as TOKEN, or on stdin with -")
-    return token
 
 
 def _print_rejection(exc: IdentityRejected) -> int:
