@@ -23,6 +23,8 @@ from kubernetes.client.exceptions import ApiException
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from localcluster import ClusterAccess, ExternalCluster, LocalCluster
+from operator_harness import prepare_postgres
+from pgserver import PostgresServer
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +88,11 @@ def namespace(cluster: ClusterAccess) -> Iterator[str]:
             except ApiException as error:
                 if error.status != 404:
                     raise
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session, prepared by ``prepare_postgres``."""
+    with PostgresServer(database="shop") as server:
+        prepare_postgres(server.admin_dsn())
+        yield server

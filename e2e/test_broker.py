@@ -28,7 +28,6 @@ from operator_harness import (
     create_service_account,
     install_postgres_target,
     pod_body,
-    prepare_postgres,
     wait_for,
 )
 from pgserver import PostgresServer
@@ -36,13 +35,6 @@ from pgserver import PostgresServer
 GROUP, VERSION = "credbroker.dev", "v1alpha1"
 ISSUE_TIMEOUT_SECONDS = 60.0
 LABELS = {"app": "orders"}
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(database="shop") as server:
-        prepare_postgres(server.admin_dsn())
-        yield server
 
 
 @pytest.fixture(scope="module")

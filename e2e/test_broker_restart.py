@@ -22,11 +22,10 @@ from test_broker import (  # the fixtures are reused, not redefined
     _start_story,
     api,
     crds,
-    postgres,
     target,
 )
 
-__all__ = ["api", "crds", "postgres", "target"]
+__all__ = ["api", "crds", "target"]
 
 
 def test_restart_keeps_credential(

@@ -41,7 +41,6 @@ from operator_harness import (
     create_service_account,
     install_postgres_target,
     pod_body,
-    prepare_postgres,
     wait_for,
 )
 from pgserver import PostgresServer
@@ -54,13 +53,6 @@ AUDIENCE = "credbroker.dev"
 TRUST_DOMAIN = "e2e.example.org"
 LABELS = {"app": "orders"}
 WORKLOAD_ID = f"spiffe://{TRUST_DOMAIN}/ns/shop/sa/web"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(database="shop") as server:
-        prepare_postgres(server.admin_dsn())
-        yield server
 
 
 @pytest.fixture(scope="module")

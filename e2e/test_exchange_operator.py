@@ -12,11 +12,9 @@ import datetime
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,7 +29,6 @@ from operator_harness import (
     binding_body,
     ensure_namespace,
     install_postgres_target,
-    prepare_postgres,
     wait_for,
 )
 from pgserver import PostgresServer
@@ -89,13 +86,6 @@ def _server_certificate() -> tuple[bytes, bytes, bytes]:
         certificate.public_bytes(serialization.Encoding.PEM),
         key_pem,
     )
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(database="shop") as server:
-        prepare_postgres(server.admin_dsn())
-        yield server
 
 
 def test_operator_serves_exchange(

@@ -45,7 +45,6 @@ from operator_harness import (
     ensure_namespace,
     install_postgres_target,
     pod_body,
-    prepare_postgres,
     wait_for,
 )
 from pgserver import PostgresServer
@@ -106,13 +105,6 @@ class Release:
         if self.installed:
             self.helm("uninstall", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--wait")
             self.installed = False
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(database="shop") as server:
-        prepare_postgres(server.admin_dsn())
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,10 @@ from test_broker import (  # the fixtures are reused, not redefined
     _start_story,
     api,
     crds,
-    postgres,
     target,
 )
 
-__all__ = ["api", "crds", "postgres", "target"]
+__all__ = ["api", "crds", "target"]
 
 LOOPBACK = "127.0.0.1"
 SCRAPE_TIMEOUT_SECONDS = 5.0
