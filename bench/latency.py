@@ -14,10 +14,10 @@ from typing import Any
 
 import psycopg
 
-from bench.kubeops import BINDINGS, GROUP, VERSION, SecretWatcher, list_bindings, wait_until
-from bench.stack import BINDING_TTL, ROLE, SERVICE_ACCOUNT, Stack
+from bench.kubeops import SecretWatcher, list_bindings, wait_until
+from bench.stack import SERVICE_ACCOUNT, Stack
 from bench.stats import summarize
-from operator_harness import binding_body, pod_body
+from operator_harness import pod_body
 
 LOGIN_TIMEOUT_SECONDS = 5
 BINDING_LABEL_KEY = "bench.credbroker.dev/binding"
@@ -29,22 +29,7 @@ def run_latency(
     """Create ``pods`` pods one at a time and time each until its credential logs in."""
     names = [f"lat-{index:04d}" for index in range(pods)]
     for name in names:
-        stack.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            BINDINGS,
-            binding_body(
-                name=name,
-                namespace=namespace,
-                target=stack.target_name,
-                secret_name=f"{name}-db",
-                service_accounts=[SERVICE_ACCOUNT],
-                labels={BINDING_LABEL_KEY: name},
-                role=ROLE,
-                ttl=BINDING_TTL,
-            ),
-        )
+        stack.create_binding(namespace=namespace, name=name, label_key=BINDING_LABEL_KEY)
 
     # Every binding's first pass writes its status; after that its daemon
     # waits for pods, so the timing below does not include daemon start-up.

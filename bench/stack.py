@@ -10,7 +10,7 @@ from kubernetes import client
 
 from bench.kubeops import pooled_api_client
 from localcluster import ClusterAccess
-from operator_harness import OperatorProcess, install_target, wait_for
+from operator_harness import OperatorProcess, binding_body, install_target, wait_for
 from pgserver import PostgresServer
 
 SERVICE_ACCOUNT = "app"
@@ -69,6 +69,25 @@ class Stack:
             admin_password=self.postgres.admin_password,
             allowed_namespaces=[self.namespace(purpose) for purpose in purposes],
             roles=[ROLE],
+        )
+
+    def create_binding(self, *, namespace: str, name: str, label_key: str) -> None:
+        """Create binding ``name`` for pods labelled ``label_key=name``, into Secret ``name-db``."""
+        self.custom.create_namespaced_custom_object(
+            "credbroker.dev",
+            "v1alpha1",
+            namespace,
+            "credentialbindings",
+            binding_body(
+                name=name,
+                namespace=namespace,
+                target=self.target_name,
+                secret_name=f"{name}-db",
+                service_accounts=[SERVICE_ACCOUNT],
+                labels={label_key: name},
+                role=ROLE,
+                ttl=BINDING_TTL,
+            ),
         )
 
     def start_operator(self) -> OperatorProcess:

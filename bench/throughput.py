@@ -13,17 +13,14 @@ import time
 from typing import Any
 
 from bench.kubeops import (
-    BINDINGS,
-    GROUP,
-    VERSION,
     SecretWatcher,
     list_bindings,
     run_parallel,
     wait_until,
 )
 from bench.latency import BINDING_LABEL_KEY, check_login
-from bench.stack import BINDING_TTL, ROLE, SERVICE_ACCOUNT, Stack
-from operator_harness import binding_body, pod_body
+from bench.stack import SERVICE_ACCOUNT, Stack
+from operator_harness import pod_body
 
 # One Secret in this many gets a real login after the timing.
 LOGIN_SAMPLE_EVERY = 10
@@ -74,22 +71,7 @@ def run_operator_throughput(
     secret_names = [f"{name}-db" for name in names]
 
     def create(name: str) -> None:
-        stack.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            BINDINGS,
-            binding_body(
-                name=name,
-                namespace=namespace,
-                target=stack.target_name,
-                secret_name=f"{name}-db",
-                service_accounts=[SERVICE_ACCOUNT],
-                labels={BINDING_LABEL_KEY: name},
-                role=ROLE,
-                ttl=BINDING_TTL,
-            ),
-        )
+        stack.create_binding(namespace=namespace, name=name, label_key=BINDING_LABEL_KEY)
 
     with SecretWatcher(stack.api_client, namespace, keep_uri=True) as watcher:
         started = time.perf_counter()

@@ -1,9 +1,9 @@
 """Run credbroker against a cluster and PostgreSQL, for the e2e suite, demo and benchmarks.
 
-``prepare_postgres`` creates the demo database and roles; ``install_target``
-writes the admin Secret and the CredentialTarget; ``OperatorProcess`` runs
+``prepare_postgres`` creates the demo roles and table, and ``install_target``
+writes the admin Secret and the CredentialTarget. ``OperatorProcess`` runs
 ``python -m credbroker run`` as a child process with its log in a file, so
-tests can search the log for leaked secrets.
+that tests can search the log for leaked secrets.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ class OperatorProcess:
             "--log-format",
             "json",
             # Several operators may run at once in tests, so none takes the
-            # default metrics port unless a test asks for one.
+            # default metrics port unless a test requests one.
             *([] if "--metrics-port" in self.extra_args else ["--metrics-port", "0"]),
             *self.extra_args,
         ]

@@ -29,10 +29,9 @@ from credbroker.exchange import (
     KubeExchangeCluster,
     SelfIssuedTlsSource,
 )
-from credbroker.identity.jwks import JWKSCache, fetcher_from_kube_config
+from credbroker.identity.jwks import KUBERNETES_JWKS_PATH, JWKSCache, fetcher_from_kube_config
 from credbroker.identity.serviceaccount import ServiceAccountTokenVerifier
 from credbroker.kube import KubeGateway
-from credbroker.runtime import JWKS_PATH
 from credbroker.targets.registry import TargetRegistry
 from localcluster import ClusterAccess
 from operator_harness import (
@@ -128,7 +127,7 @@ async def server(api: client.ApiClient, binding: str) -> AsyncIterator[ExchangeS
         issuer=str(discovery["issuer"]),
         fetcher=fetcher,
         discovery_base_url=host,
-        jwks_uri=host + JWKS_PATH,
+        jwks_uri=host + KUBERNETES_JWKS_PATH,
     )
     tokens = ServiceAccountTokenVerifier(issuer=jwks.issuer, audience=AUDIENCE, jwks=jwks)
     kube = KubeGateway(api)

@@ -10,8 +10,8 @@ from credbroker.kube import KubeGateway
 
 
 def _gateway() -> KubeGateway:
-    # Port 9 on loopback has no server: any API call fails at once, so a
-    # result proves the gateway answered from memory.
+    # Port 9 on loopback has no server, so any API call fails at once and a
+    # result proves that the gateway returned it from memory.
     configuration = client.Configuration(host="http://127.0.0.1:9")
     configuration.retries = False
     return KubeGateway(client.ApiClient(configuration))

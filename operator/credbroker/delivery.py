@@ -32,6 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from credbroker.errors import DeliveryError
+from credbroker.kube import API_VERSION
 from credbroker.reasons import Reason
 from credbroker.targets.base import IssuedCredential
 from credbroker.timestamps import format_timestamp, parse_timestamp
@@ -80,7 +81,7 @@ TARGET_ANNOTATION = "credbroker.dev/target"
 PREVIOUS_CREDENTIAL_ID_ANNOTATION = "credbroker.dev/previous-credential-id"
 PREVIOUS_REVOKE_AT_ANNOTATION = "credbroker.dev/previous-revoke-at"
 
-BINDING_API_VERSION = "credbroker.dev/v1alpha1"
+BINDING_API_VERSION = API_VERSION
 BINDING_KIND = "CredentialBinding"
 
 LABEL_VALUE_MAX_LENGTH = 63

@@ -2,9 +2,10 @@
 
 kopf handles no Secrets and no Pods: pods are listed and watched by
 ``podwatch.PodWatcher``, which keeps a few fields per pod, and Secrets are
-read and written through the API client. Bindings get one daemon each
-(their reconcile loop) and a deletion handler (revoke everything); targets
-get a timer (the sweep) and an event handler that keeps their latest body.
+read and written through the API client. Each binding gets a daemon (its
+reconcile loop) and a deletion handler, which revokes everything. Each
+target gets a timer (the sweep) and an event handler that keeps its latest
+body.
 """
 
 from __future__ import annotations

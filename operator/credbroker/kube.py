@@ -67,9 +67,9 @@ class KubeGateway:
     async def get_target(self, name: str) -> dict[str, Any] | None:
         """Return the CredentialTarget named ``name``, or ``None`` when it does not exist.
 
-        A target seen in a watch event is returned from memory; any other name
-        is read from the API server, so a target the watch has not reported
-        yet is still found.
+        A target seen in a watch event is returned from memory. Any other name
+        is read from the API server, so a target that the watch has not
+        reported yet is still found.
         """
         known = self._known_targets.get(name)
         if known is not None:

@@ -132,6 +132,8 @@ class PodRegistry:
 
     def selected(self, *, namespace: str, matches: Matcher) -> list[PodSummary]:
         """Return the live pods of ``namespace`` whose labels ``matches`` accepts, by name."""
+        # NOTE: this scans every pod of the namespace on each pass; an index by
+        # label would make a pass cheaper in namespaces with many pods.
         pods = self._pods.get(namespace, {}).values()
         return sorted((pod for pod in pods if matches(pod.labels)), key=lambda pod: pod.name)
 

@@ -1,11 +1,11 @@
 """Pod list-and-watch that feeds the ``PodRegistry`` without kopf.
 
-kopf keeps a memory record for every object of a watched resource, which
-costs about 15 KiB per pod (measured by the memory benchmark in bench/),
-and runs its handler machinery for every event. credbroker only needs a few
-fields of each pod, so it lists and watches pods itself: raw JSON from the
-API server (no client model objects), a small summary per pod, and one
-daemon thread per watched scope that hands events to the event loop.
+Watching pods through kopf cost about 15 KiB of resident memory per pod in
+the memory benchmark (bench/), and kopf runs its handler machinery for
+every event. credbroker needs only a few fields of each pod, so it lists and
+watches pods itself. It reads raw JSON from the API server (no client model
+objects) and keeps a small summary per pod. One daemon thread per watched
+scope hands the events to the event loop.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from datetime import timedelta
 from credbroker.errors import IdentityRejected, PolicyRejected
 from credbroker.identity.workload import WorkloadIdentity
 from credbroker.reasons import Reason
-from credbroker.resources import CredentialBindingSpec, CredentialTargetSpec
+from credbroker.resources import ALL_NAMESPACES, CredentialBindingSpec, CredentialTargetSpec
 from credbroker.spiffe.ids import (
     SpiffeId,
     SpiffeIdPattern,
@@ -28,7 +28,6 @@ from credbroker.spiffe.ids import (
 
 logger = logging.getLogger(__name__)
 
-ALL_NAMESPACES = "*"
 """The ``allowedNamespaces`` entry that allows bindings from every namespace."""
 
 DEFAULT_RENEW_FRACTION = 2 / 3

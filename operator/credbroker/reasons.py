@@ -1,7 +1,7 @@
 """The reason vocabulary shared by rejections, status conditions, events and audit.
 
-One enum keeps the words the same everywhere: a rejection raised by the
-verifier carries the same ``reason`` that lands in the binding's condition,
+One enum keeps the words the same everywhere. A rejection raised by the
+verifier carries the ``reason`` that also lands in the binding's condition,
 in the Kubernetes Event and in the audit record, so an operator can search
 for one word across all of them. Values are CamelCase, as Kubernetes
 condition reasons are.

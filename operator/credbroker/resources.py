@@ -425,9 +425,7 @@ SpiffeIdText = Annotated[
 ]
 SpiffePathPrefix = Annotated[
     str,
-    StringConstraints(
-        pattern=SPIFFE_PATH_PREFIX_PATTERN, max_length=SPIFFE_PATH_PREFIX_MAX_LENGTH
-    ),
+    StringConstraints(pattern=SPIFFE_PATH_PREFIX_PATTERN, max_length=SPIFFE_PATH_PREFIX_MAX_LENGTH),
     AfterValidator(_check_path_prefix),
 ]
 
@@ -494,14 +492,14 @@ class SpiffeSettings(_CamelModel):
 
 
 class ExchangeDelivery(_CamelModel):
-    """What an accepted exchange does: return a credential, refresh the Secret, or both."""
+    """The actions of an accepted exchange: return a credential, refresh the Secret, or both."""
 
     return_credential: StrictBool = False
     refresh_secret: StrictBool = True
 
 
 class BindingDelivery(_CamelModel):
-    """How credentials reach workloads besides the binding's Secret."""
+    """The ways credentials reach workloads besides the binding's Secret."""
 
     exchange: ExchangeDelivery | None = None
 

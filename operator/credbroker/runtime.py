@@ -24,7 +24,12 @@ from credbroker.exchange import (
     SelfIssuedTlsSource,
 )
 from credbroker.identity.attestation import PodAttestor
-from credbroker.identity.jwks import JWKSCache, fetcher_from_kube_config
+from credbroker.identity.jwks import (
+    DISCOVERY_PATH,
+    KUBERNETES_JWKS_PATH,
+    JWKSCache,
+    fetcher_from_kube_config,
+)
 from credbroker.identity.serviceaccount import ServiceAccountTokenVerifier
 from credbroker.kube import EventRecorder, KubeGateway
 from credbroker.lifecycle.binding import BindingReconciler
@@ -35,9 +40,6 @@ from credbroker.settings import OperatorSettings
 from credbroker.targets.registry import TargetRegistry
 
 logger = logging.getLogger(__name__)
-
-DISCOVERY_PATH = "/.well-known/openid-configuration"
-JWKS_PATH = "/openid/v1/jwks"
 
 
 @dataclass(slots=True)
@@ -100,7 +102,7 @@ async def build_runtime(
         issuer=issuer,
         fetcher=fetcher_from_kube_config(api_client.configuration),
         discovery_base_url=host,
-        jwks_uri=settings.jwks_uri or host + JWKS_PATH,
+        jwks_uri=settings.jwks_uri or host + KUBERNETES_JWKS_PATH,
     )
     verifier = ServiceAccountTokenVerifier(issuer=issuer, audience=settings.audience, jwks=jwks)
     kube = KubeGateway(api_client)

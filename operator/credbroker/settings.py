@@ -1,7 +1,7 @@
 """Operator settings: every knob of a running credbroker, read from flags and environment.
 
 The values are plain data, so the pipeline and its tests build them directly
-and only the command line knows about flags and environment variables.
+and only the command line reads flags and environment variables.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DEFAULT_EXCHANGE_REFILL_PER_SECOND = 2.0
 
 @dataclass(frozen=True, kw_only=True)
 class OperatorSettings:
-    """How one credbroker process behaves.
+    """The settings of one credbroker process.
 
     ``namespace`` is the operator's own namespace: the only place where admin
     Secrets of targets are read. ``watch_namespaces`` empty means

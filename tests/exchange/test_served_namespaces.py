@@ -14,7 +14,7 @@ from credbroker.targets.registry import TargetRegistry
 
 def _cluster(served: tuple[str, ...]) -> KubeExchangeCluster:
     # Port 9 on loopback has no server, so any API call would fail: these
-    # tests pass only when the namespace check answers first.
+    # tests pass only when the namespace check returns first.
     configuration = client.Configuration(host="http://127.0.0.1:9")
     configuration.retries = False
     kube = KubeGateway(client.ApiClient(configuration))

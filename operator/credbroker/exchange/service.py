@@ -41,7 +41,7 @@ CREDENTIAL_ID_FIELD = "credential_id"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExchangeRequest:
-    """The binding a workload asks for. Holds no secret."""
+    """The binding a workload requests a credential from. Contains no secret."""
 
     namespace: str
     binding: str
@@ -54,9 +54,9 @@ class ExchangeRequest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExchangeResult:
-    """What an accepted exchange did.
+    """The outcome of an accepted exchange.
 
-    ``credential`` holds the Secret's keys, password included, when the
+    ``credential`` contains the Secret's keys, password included, when the
     binding returns credentials, so it is excluded from ``repr``.
     """
 
@@ -182,7 +182,7 @@ def emit_rejection(
     verified: VerifiedWorkload | None = None,
     spec: CredentialBindingSpec | None = None,
 ) -> None:
-    """Write the audit record of a rejected exchange. ``error.message`` holds no secret."""
+    """Write the audit record of a rejected exchange. ``error.message`` contains no secret."""
     identity = verified.identity if verified is not None else None
     proof_kind = proof.kind.value if proof is not None else "none"
     spiffe_id = identity.spiffe_id if identity is not None else None

@@ -56,7 +56,7 @@ class RateLimit:
 
 @dataclass(frozen=True, kw_only=True)
 class ExchangeSettings:
-    """How the exchange endpoint runs.
+    """The settings of the exchange endpoint.
 
     ``port`` 0 picks a free port (see ``ExchangeServer.port``).
     ``refresh_interval_seconds`` is how often the server reloads its TLS

@@ -438,7 +438,7 @@ class HTTPFetcher:
         except TimeoutError as exc:
             raise FetchError(f"GET {url} timed out after {self.timeout_seconds:g} s") from exc
         except aiohttp.ClientConnectorError as exc:
-            # Its own message shows the SSL context object, which tells a reader nothing.
+            # Its own message shows the SSL context object, which is of no use to a reader.
             raise FetchError(
                 f"GET {url} failed: {type(exc).__name__}: cannot connect to "
                 f"{exc.host}:{exc.port}: {exc.os_error}"

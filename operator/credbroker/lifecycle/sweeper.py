@@ -1,9 +1,10 @@
 """Sweep one target: drop expired and orphaned credentials, delete expired Secrets.
 
 A sweep makes one list call on the target and one paged list of managed
-Secrets on the API server, then one revoke or delete per credential it
-removes, so its calls grow with what it removes, not with how many
-credentials are live (the list pages grow by one per 500 Secrets).
+Secrets on the API server. Then it makes one revoke or delete per
+credential it removes, so its calls grow with what it removes rather than
+with how many credentials are live. Only the list pages grow with the live
+count, by one per 500 Secrets.
 
 A credential on the target is removed when:
 - its expiry has passed (``Expired``), or
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SweepReport:
-    """What one sweep saw and did."""
+    """The counts and duration of one sweep."""
 
     target: str
     credentials_seen: int

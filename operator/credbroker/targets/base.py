@@ -1,8 +1,8 @@
 """The interface every target implements, and the values that cross it.
 
-The broker knows targets only through ``Target``: it asks one to mint a
-credential for a request, to revoke one by id, and to list the credentials
-it finds on the system itself so the sweeper can remove what a crash left.
+The broker uses targets only through ``Target``. It requests one to mint a
+credential, to revoke one by id, and to list the credentials it finds on the
+system itself, so that the sweeper can remove what a crash left.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CredentialRequest:
-    """What the broker asks a target to mint. Holds no secret."""
+    """A request to a target to mint one credential. Contains no secret."""
 
     credential_id: str
     binding_namespace: str
@@ -29,7 +29,7 @@ class CredentialRequest:
 class IssuedCredential:
     """A credential that exists on the target.
 
-    ``data`` holds the Secret's keys and values, password included, so it is
+    ``data`` contains the Secret's keys and values, password included, so it is
     excluded from ``repr`` and must never be logged.
     """
 
